@@ -1,0 +1,112 @@
+//! Types shared by several kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A reference to an object of a known kind, in the referrer's namespace
+/// unless `namespace` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// Name of the referenced object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the referenced object; defaults to the referrer's own.
+    /// A cross-namespace reference must be allowed by the referenced object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+impl ObjectReference {
+    /// The namespace this reference points into, given the referrer's.
+    pub fn namespace_or<'a>(&'a self, referrer_namespace: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(referrer_namespace)
+    }
+}
+
+/// Which namespaces may reference an object, in the way Gateway API lets a
+/// Gateway choose its routes: the referenced object decides. The object's own
+/// namespace is always allowed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacePolicy {
+    /// Namespaces allowed by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Namespaces allowed by their labels. An empty selector (`{}`) allows
+    /// every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// What happens in Keycloak when the resource is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the Keycloak object (and its data) in place and release it, so
+    /// that another resource may adopt it explicitly.
+    Retain,
+    /// Delete the Keycloak object.
+    Delete,
+}
+
+/// The component (name, version and digest) that last reconciled a resource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentIdentity {
+    /// Component name, as the component describes itself.
+    pub name: String,
+    /// Component version.
+    pub version: String,
+    /// SHA-256 digest of the component file, `sha256:<hex>`.
+    pub digest: String,
+}
+
+/// Condition types the host maintains on every kind, in the Kubernetes and
+/// kstatus conventions.
+pub mod condition_types {
+    /// The resource is converged with its spec.
+    pub const READY: &str = "Ready";
+    /// Work towards the spec is under way (kstatus: in progress).
+    pub const RECONCILING: &str = "Reconciling";
+    /// Progress stopped until something changes (kstatus: failed).
+    pub const STALLED: &str = "Stalled";
+    /// A dependency (Keycloak) is down; the resource's last state stands.
+    pub const DEGRADED: &str = "Degraded";
+}
+
+/// Stable condition reasons set by the host itself. Components add their own
+/// (documented in docs/conditions.md).
+pub mod reasons {
+    /// Converged.
+    pub const RECONCILED: &str = "Reconciled";
+    /// A reconcile is under way for a new generation.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Keycloak could not be reached, or its circuit breaker is open.
+    pub const KEYCLOAK_UNAVAILABLE: &str = "KeycloakUnavailable";
+    /// The host could not authenticate to Keycloak.
+    pub const KEYCLOAK_UNAUTHENTICATED: &str = "KeycloakAuthenticationFailed";
+    /// The referenced Keycloak or realm resource does not exist.
+    pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+    /// The referenced object does not allow this resource's namespace.
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// A quota set by the referenced object is used up.
+    pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+    /// The component trapped (panicked or hit a WebAssembly error).
+    pub const COMPONENT_TRAPPED: &str = "ComponentTrapped";
+    /// The component ran past its time budget.
+    pub const COMPONENT_TIMED_OUT: &str = "ComponentTimedOut";
+    /// The component tried to use more memory than allowed.
+    pub const COMPONENT_OUT_OF_MEMORY: &str = "ComponentOutOfMemory";
+    /// The component asked for a Keycloak path outside the resource's scope.
+    pub const SCOPE_VIOLATION: &str = "ScopeViolation";
+    /// No component is loaded for the kind.
+    pub const NO_COMPONENT: &str = "NoComponent";
+    /// The component returned children or status the host cannot apply.
+    pub const INVALID_COMPONENT_OUTPUT: &str = "InvalidComponentOutput";
+    /// The Kubernetes API refused a write.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Everything the resource depends on answers.
+    pub const DEPENDENCIES_HEALTHY: &str = "DependenciesHealthy";
+}

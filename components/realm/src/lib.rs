@@ -1,0 +1,206 @@
+//! The `KeycloakRealm` reconciler component.
+//!
+//! Creates, updates and (per deletion policy) deletes one realm. Ownership is
+//! recorded in realm attributes; a realm owned by another resource is never
+//! overwritten, and an existing unowned realm is adopted only on request.
+//! Keycloak is read first and written only when a managed field differs, so
+//! steady state costs one read per resync.
+
+mod representation;
+
+use keycloak_operator_api::{DeletionPolicy, KeycloakRealm};
+use keycloak_operator_sdk::error::{permanent, transient};
+use keycloak_operator_sdk::keycloak;
+use keycloak_operator_sdk::ownership::{Owner, Ownership};
+use keycloak_operator_sdk::{
+    Capability, Description, Finalized, KeycloakScope, ReconcileError, Reconciler, Request, Response,
+};
+use serde_json::{Value, json};
+
+pub use representation::desired_representation;
+
+/// The route of one realm.
+const REALM: &str = "/realms/{realm}";
+
+/// What distinguishes one build of this reconciler from another: the shipped
+/// component uses [`Options::SHIPPED`]; embedders (such as the test component
+/// that plays a second version) may set their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Version reported by `describe`.
+    pub version: &'static str,
+    /// Attributes added to every realm, besides the spec's and ownership.
+    pub extra_attributes: &'static [(&'static str, &'static str)],
+}
+
+impl Options {
+    /// The options of the shipped component.
+    pub const SHIPPED: Options = Options {
+        version: env!("CARGO_PKG_VERSION"),
+        extra_attributes: &[],
+    };
+}
+
+/// What the component serves and needs.
+pub fn describe(options: &Options) -> Description {
+    Description {
+        name: "keycloak-operator/realm".into(),
+        version: options.version.into(),
+        group: keycloak_operator_api::GROUP.into(),
+        kind: "KeycloakRealm".into(),
+        plural: "keycloakrealms".into(),
+        versions: vec![keycloak_operator_api::VERSION.into()],
+        child_kinds: vec![],
+        capabilities: vec![Capability::KeycloakAdmin],
+        keycloak_scope: KeycloakScope::Realm,
+        finalizer: true,
+        crd: Some(include_str!("../../../crds/keycloakrealms.keycloak.wasmop.dev.yaml").into()),
+    }
+}
+
+/// Converges one realm.
+pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
+    let resource: KeycloakRealm = request.parent_as()?;
+    let name = resource.spec.realm_name.as_str();
+    let owner = Owner::of(&request);
+    let desired = desired_representation(&resource.spec, &owner, options.extra_attributes);
+
+    let (current, response) = match keycloak::get(REALM, &[name])? {
+        None => {
+            keycloak::create("/realms", &[], &desired)?;
+            let created = keycloak::get(REALM, &[name])?.ok_or_else(|| {
+                transient(
+                    "RealmNotFound",
+                    format!("realm {name} was created but cannot be read back"),
+                )
+            })?;
+            let response = ready(name).event("RealmCreated", "Create", format!("Created realm {name}"));
+            (created, response)
+        }
+        Some(current) => match owner.check(current.get("attributes")) {
+            Ownership::Other(other) => {
+                return Err(permanent(
+                    "Conflict",
+                    format!("realm {name} is already managed by {other}; it is left untouched"),
+                ));
+            }
+            Ownership::Unowned if !resource.spec.adopt_existing => {
+                return Err(permanent(
+                    "AdoptionRequired",
+                    format!(
+                        "realm {name} already exists in Keycloak and no resource manages it; \
+                         set spec.adoptExisting to true to take it over"
+                    ),
+                ));
+            }
+            Ownership::Unowned => {
+                keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &current))?;
+                let response = ready(name).event("RealmAdopted", "Adopt", format!("Adopted existing realm {name}"));
+                (current, response)
+            }
+            Ownership::Ours => {
+                let drifted = keycloak_operator_sdk::diff::drifted_fields(&desired, &current);
+                let response = if drifted.is_empty() {
+                    ready(name)
+                } else {
+                    keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &current))?;
+                    if request.spec_unchanged_since_last_reconcile() {
+                        let fields = drifted.join(", ");
+                        ready(name)
+                            .event(
+                                "DriftCorrected",
+                                "Update",
+                                format!("Reverted changes made in Keycloak to {fields}"),
+                            )
+                            .drift_corrected(drifted)
+                    } else {
+                        ready(name).event("RealmUpdated", "Update", format!("Updated realm {name}"))
+                    }
+                };
+                (current, response)
+            }
+        },
+    };
+
+    Ok(response.status(json!({
+        "realmId": current.get("id").and_then(Value::as_str),
+        "keycloak": request.target.as_ref().map(|t| t.keycloak.as_str()),
+    })))
+}
+
+/// The update body with the realm's other attributes carried over: Keycloak
+/// replaces a realm's custom attributes with the map it is sent, and
+/// attributes the resource does not list are not ours to remove.
+fn keeping_other_attributes(desired: &Value, current: &Value) -> Value {
+    let mut body = desired.clone();
+    let mut attributes = current
+        .get("attributes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(wanted) = desired.get("attributes").and_then(Value::as_object) {
+        attributes.extend(wanted.clone());
+    }
+    body["attributes"] = Value::Object(attributes);
+    body
+}
+
+fn ready(name: &str) -> Response {
+    Response::ready("Reconciled", format!("Realm {name} matches the spec"))
+}
+
+/// Applies the deletion policy before the resource goes away.
+pub fn finalize(request: Request) -> Result<Finalized, ReconcileError> {
+    let resource: KeycloakRealm = request.parent_as()?;
+    let name = resource.spec.realm_name.as_str();
+    let owner = Owner::of(&request);
+    let Some(current) = keycloak::get(REALM, &[name])? else {
+        return Ok(Finalized::default().event("RealmAlreadyGone", "Delete", format!("Realm {name} no longer exists")));
+    };
+    match (owner.check(current.get("attributes")), resource.spec.deletion_policy) {
+        (Ownership::Ours, DeletionPolicy::Delete) => {
+            keycloak::delete(REALM, &[name])?;
+            Ok(Finalized::default().event("RealmDeleted", "Delete", format!("Deleted realm {name}")))
+        }
+        (Ownership::Ours, DeletionPolicy::Retain) => {
+            // Release ownership so that a new resource can adopt the realm.
+            let release = json!({ "realm": name, "attributes": Owner::released_attributes() });
+            keycloak::update(REALM, &[name], &keeping_other_attributes(&release, &current))?;
+            Ok(Finalized::default().event(
+                "RealmRetained",
+                "Retain",
+                format!("Realm {name} and its data stay in Keycloak (deletionPolicy: Retain)"),
+            ))
+        }
+        (Ownership::Other(other), _) => Ok(Finalized::default().warning(
+            "RealmNotOwned",
+            "Delete",
+            format!("Realm {name} is managed by {other}; left untouched"),
+        )),
+        (Ownership::Unowned, _) => Ok(Finalized::default().event(
+            "RealmNotOwned",
+            "Delete",
+            format!("Realm {name} is not managed by this resource; left untouched"),
+        )),
+    }
+}
+
+/// The shipped component.
+pub struct RealmReconciler;
+
+impl Reconciler for RealmReconciler {
+    fn describe() -> Description {
+        describe(&Options::SHIPPED)
+    }
+
+    fn reconcile(request: Request) -> Result<Response, ReconcileError> {
+        reconcile(&Options::SHIPPED, request)
+    }
+
+    fn finalize(request: Request) -> Result<Finalized, ReconcileError> {
+        finalize(request)
+    }
+}
+
+#[cfg(feature = "export")]
+keycloak_operator_sdk::export_reconciler!(RealmReconciler);

@@ -1,0 +1,330 @@
+//! Children: the objects a component declares, applied with server-side
+//! apply under the host's field manager, owned by the parent (so the garbage
+//! collector removes them with it), and pruned when no longer declared.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::informer::{Informer, NamespaceScope};
+use crate::runtime::model::KindRef;
+
+/// The label every child carries; child watches select on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Its value.
+pub const MANAGED_BY: &str = "keycloak-operator";
+
+/// The `ApiResource` of a kind reference.
+pub fn api_resource(kind: &KindRef) -> ApiResource {
+    let (group, version) = match kind.api_version.rsplit_once('/') {
+        Some((group, version)) => (group.to_owned(), version.to_owned()),
+        None => (String::new(), kind.api_version.clone()),
+    };
+    ApiResource {
+        group,
+        version,
+        api_version: kind.api_version.clone(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    }
+}
+
+fn kind_key(api_version: &str, kind: &str) -> String {
+    format!("{api_version}/{kind}")
+}
+
+/// Caches of the children kinds in use, created when a component first
+/// declares a kind (a new component version may declare new ones).
+pub struct ChildCaches {
+    client: Client,
+    scope: NamespaceScope,
+    cancel: CancellationToken,
+    informers: Mutex<HashMap<String, Arc<Informer>>>,
+}
+
+/// An invalid child returned by a component.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidChild(pub String);
+
+impl ChildCaches {
+    /// No caches yet.
+    pub fn new(client: Client, scope: NamespaceScope, cancel: CancellationToken) -> Self {
+        ChildCaches {
+            client,
+            scope,
+            cancel,
+            informers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caches of `kinds`, started on first use.
+    pub fn ensure(&self, kinds: &[KindRef]) -> Vec<(KindRef, Arc<Informer>)> {
+        let mut informers = self.informers.lock().unwrap_or_else(|p| p.into_inner());
+        kinds
+            .iter()
+            .map(|kind| {
+                let informer = informers
+                    .entry(kind_key(&kind.api_version, &kind.kind))
+                    .or_insert_with(|| {
+                        Informer::spawn(
+                            self.client.clone(),
+                            api_resource(kind),
+                            true,
+                            &self.scope,
+                            Some(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+                            self.cancel.clone(),
+                        )
+                    })
+                    .clone();
+                (kind.clone(), informer)
+            })
+            .collect()
+    }
+
+    /// Every child cache, for routing child events to parents.
+    pub fn all(&self) -> Vec<Arc<Informer>> {
+        self.informers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Children of `parent_uid` in `namespace` among the given caches.
+pub fn observed(caches: &[(KindRef, Arc<Informer>)], namespace: &str, parent_uid: &str) -> Vec<Arc<DynamicObject>> {
+    caches
+        .iter()
+        .flat_map(|(_, informer)| informer.list_namespace(namespace))
+        .filter(|child| owned_by(child, parent_uid))
+        .collect()
+}
+
+/// Whether `uid` is the controlling owner of `object`.
+pub fn owned_by(object: &DynamicObject, uid: &str) -> bool {
+    object
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|refs| refs.iter().any(|r| r.uid == uid && r.controller == Some(true)))
+}
+
+/// The parent that controls `object`, as (kind, name).
+pub fn controller_of(object: &DynamicObject) -> Option<(String, String)> {
+    object
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+        .map(|r| (r.kind.clone(), r.name.clone()))
+}
+
+/// The parent's identity, for owner references.
+pub struct Parent<'a> {
+    /// apiVersion.
+    pub api_version: &'a str,
+    /// kind.
+    pub kind: &'a str,
+    /// name.
+    pub name: &'a str,
+    /// namespace.
+    pub namespace: &'a str,
+    /// uid.
+    pub uid: &'a str,
+}
+
+/// Applies the desired children and prunes the observed ones no longer
+/// desired. Returns how many were applied and pruned.
+pub async fn sync(
+    client: &Client,
+    field_manager: &str,
+    parent: &Parent<'_>,
+    declared: &[KindRef],
+    desired: &[String],
+    observed: &[Arc<DynamicObject>],
+) -> Result<(usize, usize), SyncError> {
+    let mut keep = HashSet::new();
+    let mut prepared = Vec::new();
+    for text in desired {
+        let (kind, object) = prepare(parent, declared, text)?;
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        keep.insert((
+            object["apiVersion"].as_str().unwrap_or_default().to_owned(),
+            kind.kind.clone(),
+            name.clone(),
+        ));
+        prepared.push((kind, name, object));
+    }
+    let params = PatchParams::apply(field_manager).force();
+    for (kind, name, object) in &prepared {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), parent.namespace, &api_resource(kind));
+        api.patch(name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|e| SyncError::Apply(format!("applying {} {}/{name}: {e}", kind.kind, parent.namespace)))?;
+    }
+    let mut pruned = 0;
+    for child in observed {
+        let Some(types) = &child.types else { continue };
+        let key = (types.api_version.clone(), types.kind.clone(), child.name_any());
+        if keep.contains(&key) {
+            continue;
+        }
+        let Some(kind) = declared
+            .iter()
+            .find(|k| k.api_version == types.api_version && k.kind == types.kind)
+        else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), parent.namespace, &api_resource(kind));
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&child.name_any(), &params).await {
+            Ok(_) => pruned += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => {
+                return Err(SyncError::Apply(format!(
+                    "pruning {} {}/{}: {e}",
+                    kind.kind,
+                    parent.namespace,
+                    child.name_any()
+                )));
+            }
+        }
+    }
+    Ok((prepared.len(), pruned))
+}
+
+/// Why children could not be synced.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The component returned something the host will not apply.
+    #[error("{0}")]
+    Invalid(#[from] InvalidChild),
+    /// The API server refused.
+    #[error("{0}")]
+    Apply(String),
+}
+
+/// Checks one child and stamps it with namespace, label and owner reference.
+fn prepare(parent: &Parent<'_>, declared: &[KindRef], text: &str) -> Result<(KindRef, Value), InvalidChild> {
+    let mut object: Value =
+        serde_json::from_str(text).map_err(|e| InvalidChild(format!("a child is not JSON: {e}")))?;
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kind_name = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kind = declared
+        .iter()
+        .find(|k| k.api_version == api_version && k.kind == kind_name)
+        .cloned()
+        .ok_or_else(|| {
+            InvalidChild(format!(
+                "the component returned a {api_version} {kind_name}, a kind it did not declare"
+            ))
+        })?;
+    let metadata = object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| InvalidChild(format!("a {kind_name} child has no metadata")))?;
+    let name = metadata.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() || name.len() > 253 {
+        return Err(InvalidChild(format!("a {kind_name} child has no valid metadata.name")));
+    }
+    match metadata.get("namespace").and_then(Value::as_str) {
+        Some(ns) if ns != parent.namespace => {
+            return Err(InvalidChild(format!(
+                "a {kind_name} child names namespace {ns}; children live in their parent's namespace {}",
+                parent.namespace
+            )));
+        }
+        _ => {}
+    }
+    metadata.insert("namespace".into(), json!(parent.namespace));
+    let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY));
+    }
+    metadata.insert(
+        "ownerReferences".into(),
+        json!([{
+            "apiVersion": parent.api_version,
+            "kind": parent.kind,
+            "name": parent.name,
+            "uid": parent.uid,
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]),
+    );
+    Ok((kind, object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> Parent<'static> {
+        Parent {
+            api_version: "example.dev/v1",
+            kind: "Thing",
+            name: "t",
+            namespace: "ns",
+            uid: "u1",
+        }
+    }
+
+    fn config_map() -> KindRef {
+        KindRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+        }
+    }
+
+    #[test]
+    fn stamps_namespace_label_and_controller_reference() {
+        let (_, child) = prepare(
+            &parent(),
+            &[config_map()],
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#,
+        )
+        .expect("valid child");
+        assert_eq!(child["metadata"]["namespace"], "ns");
+        assert_eq!(child["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(child["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(child["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+
+    #[test]
+    fn refuses_undeclared_kinds_and_other_namespaces() {
+        let secret = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"}}"#;
+        assert!(prepare(&parent(), &[config_map()], secret).is_err());
+        let elsewhere = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"kube-system"}}"#;
+        assert!(prepare(&parent(), &[config_map()], elsewhere).is_err());
+    }
+
+    #[test]
+    fn api_resources_split_group_and_version() {
+        let deployment = KindRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            plural: "deployments".into(),
+        };
+        assert_eq!(api_resource(&deployment).group, "apps");
+        assert_eq!(api_resource(&config_map()).group, "");
+    }
+}

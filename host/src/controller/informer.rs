@@ -1,0 +1,236 @@
+//! A watched, cached set of objects of one kind, shared by everything that
+//! needs it, with a broadcast of the keys that changed.
+//!
+//! Each namespace in scope is watched by its own stream; a stream's relist
+//! replaces only its own namespace's entries, so one namespace's watch
+//! restart never drops another's objects.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Namespace and name of an object (namespace empty for cluster-scoped ones).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from parts.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The key of an object.
+    pub fn of(object: &DynamicObject) -> Self {
+        ObjectKey {
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// Which namespaces the operator watches: all, or a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceScope(pub Vec<String>);
+
+impl NamespaceScope {
+    /// Whether `namespace` is watched.
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n == namespace)
+    }
+}
+
+/// The cache of one kind.
+pub struct Informer {
+    /// The kind.
+    pub resource: ApiResource,
+    objects: RwLock<HashMap<ObjectKey, Arc<DynamicObject>>>,
+    changes: broadcast::Sender<ObjectKey>,
+    synced: watch::Sender<usize>,
+    streams: usize,
+}
+
+impl Informer {
+    /// Starts watching `resource` in the scope (cluster-wide for
+    /// cluster-scoped kinds), optionally filtered by labels.
+    pub fn spawn(
+        client: Client,
+        resource: ApiResource,
+        namespaced: bool,
+        scope: &NamespaceScope,
+        labels: Option<&str>,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let namespaces: Vec<Option<String>> = if namespaced && !scope.0.is_empty() {
+            scope.0.iter().cloned().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let (changes, _) = broadcast::channel(4096);
+        let (synced, _) = watch::channel(0);
+        let informer = Arc::new(Informer {
+            resource: resource.clone(),
+            objects: RwLock::new(HashMap::new()),
+            changes,
+            synced,
+            streams: namespaces.len(),
+        });
+        for namespace in namespaces {
+            let api: Api<DynamicObject> = match &namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            let mut config = watcher::Config::default();
+            if let Some(labels) = labels {
+                config = config.labels(labels);
+            }
+            let this = informer.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let stream = watcher(api, config).default_backoff();
+                futures::pin_mut!(stream);
+                let mut buffer: Option<Vec<DynamicObject>> = None;
+                let mut initialised = false;
+                loop {
+                    let event = tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        event = stream.next() => event,
+                    };
+                    match event {
+                        None => break,
+                        Some(Err(error)) => {
+                            tracing::warn!(kind = %this.resource.kind, %error, "watch failed; retrying with backoff");
+                        }
+                        Some(Ok(watcher::Event::Init)) => buffer = Some(Vec::new()),
+                        Some(Ok(watcher::Event::InitApply(object))) => {
+                            buffer.get_or_insert_with(Vec::new).push(object);
+                        }
+                        Some(Ok(watcher::Event::InitDone)) => {
+                            this.replace(namespace.as_deref(), buffer.take().unwrap_or_default());
+                            if !initialised {
+                                initialised = true;
+                                this.synced.send_modify(|n| *n += 1);
+                            }
+                        }
+                        Some(Ok(watcher::Event::Apply(object))) => this.apply(object),
+                        Some(Ok(watcher::Event::Delete(object))) => this.delete(&object),
+                    }
+                }
+            });
+        }
+        informer
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectKey, Arc<DynamicObject>>> {
+        self.objects.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ObjectKey, Arc<DynamicObject>>> {
+        self.objects.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, key: ObjectKey) {
+        // No receivers is fine: nobody listens yet.
+        let _ = self.changes.send(key);
+    }
+
+    fn apply(&self, mut object: DynamicObject) {
+        // Managed fields are the bulk of an object and never read here.
+        object.metadata.managed_fields = None;
+        let key = ObjectKey::of(&object);
+        self.write().insert(key.clone(), Arc::new(object));
+        self.notify(key);
+    }
+
+    fn delete(&self, object: &DynamicObject) {
+        let key = ObjectKey::of(object);
+        self.write().remove(&key);
+        self.notify(key);
+    }
+
+    fn replace(&self, namespace: Option<&str>, objects: Vec<DynamicObject>) {
+        let mut changed = Vec::new();
+        {
+            let mut store = self.write();
+            let fresh: HashSet<ObjectKey> = objects.iter().map(ObjectKey::of).collect();
+            store.retain(|key, _| {
+                let in_stream = namespace.is_none_or(|ns| key.namespace == ns);
+                let keep = !in_stream || fresh.contains(key);
+                if !keep {
+                    changed.push(key.clone());
+                }
+                keep
+            });
+            for mut object in objects {
+                object.metadata.managed_fields = None;
+                let key = ObjectKey::of(&object);
+                changed.push(key.clone());
+                store.insert(key, Arc::new(object));
+            }
+        }
+        for key in changed {
+            self.notify(key);
+        }
+    }
+
+    /// One object.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<DynamicObject>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every object.
+    pub fn list(&self) -> Vec<Arc<DynamicObject>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Objects in one namespace.
+    pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        self.read()
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Keys of objects as they change. A receiver that falls behind gets
+    /// `Lagged` and should treat every object as changed.
+    pub fn subscribe(&self) -> broadcast::Receiver<ObjectKey> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until every stream listed its objects once.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.subscribe();
+        let streams = self.streams;
+        let _ = synced.wait_for(|n| *n >= streams).await;
+    }
+
+    /// Whether every stream listed its objects once.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow() >= self.streams
+    }
+}

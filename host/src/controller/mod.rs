@@ -1,0 +1,280 @@
+//! One controller per kind served by a component: a watch-fed work queue,
+//! workers that reconcile through the component, and the writes back to
+//! Kubernetes (children, finalizers, status, Events).
+
+mod backoff;
+pub mod children;
+mod events;
+pub mod informer;
+mod queue;
+mod reconcile;
+pub mod selector;
+pub mod status;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::ApiResource;
+use kube::runtime::events::Recorder;
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::backoff::Backoff;
+use self::children::ChildCaches;
+use self::informer::{Informer, NamespaceScope, ObjectKey};
+use self::queue::WorkQueue;
+use self::target::References;
+use crate::keycloak::KeycloakPool;
+use crate::metrics::Metrics;
+use crate::runtime::model::KeycloakScope;
+use crate::runtime::registry::{Registry, Slot};
+
+/// The finalizer the host puts on resources whose component cleans up.
+pub const FINALIZER: &str = "keycloak.wasmop.dev/finalizer";
+/// The field manager of every write the host makes.
+pub const FIELD_MANAGER: &str = "keycloak-operator";
+
+/// Timing of the controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// Reconciles at once per kind.
+    pub workers: usize,
+    /// Reconcile every resource at least this often (drift detection).
+    pub resync_period: Duration,
+    /// Requeue delay while progressing.
+    pub progressing_requeue: Duration,
+    /// First retry delay after a failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_cap: Duration,
+}
+
+/// What every controller shares.
+pub struct Shared {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Keycloak connections.
+    pub keycloak: Arc<KeycloakPool>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Caches of referenced objects.
+    pub references: Arc<References>,
+    /// Caches of children.
+    pub children: Arc<ChildCaches>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Timing.
+    pub settings: ControllerSettings,
+    /// Namespaces watched.
+    pub scope: NamespaceScope,
+}
+
+/// The controller of one kind.
+pub struct KindController {
+    kind: String,
+    slot: Arc<Slot>,
+    resource: ApiResource,
+    parent: Arc<Informer>,
+    queue: WorkQueue,
+    backoff: Backoff,
+    shared: Arc<Shared>,
+}
+
+impl KindController {
+    /// Starts the controller of `kind`; it runs until `cancel`, then lets the
+    /// reconciles in flight finish.
+    pub fn start(
+        shared: Arc<Shared>,
+        registry: Arc<Registry>,
+        kind: String,
+        slot: Arc<Slot>,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let description = slot.current().description.clone();
+        let version = description.versions.first().cloned().unwrap_or_default();
+        let resource = ApiResource {
+            group: description.group.clone(),
+            version: version.clone(),
+            api_version: format!("{}/{version}", description.group),
+            kind: description.kind.clone(),
+            plural: description.plural.clone(),
+        };
+        let watches = cancel.child_token();
+        let parent = Informer::spawn(
+            shared.client.clone(),
+            resource.clone(),
+            true,
+            &shared.scope,
+            None,
+            watches.clone(),
+        );
+        let child_caches = shared.children.ensure(&description.child_kinds);
+        let controller = Arc::new(KindController {
+            kind,
+            slot,
+            resource,
+            parent,
+            queue: WorkQueue::new(),
+            backoff: Backoff::new(shared.settings.backoff_base, shared.settings.backoff_cap),
+            shared,
+        });
+        tokio::spawn(async move {
+            let mut feeders = JoinSet::new();
+            feeders.spawn(controller.clone().feed_from_parents());
+            feeders.spawn(controller.clone().feed_from_swaps(registry));
+            for (_, informer) in child_caches {
+                feeders.spawn(controller.clone().feed_from_children(informer));
+            }
+            match description.keycloak_scope {
+                KeycloakScope::Realm | KeycloakScope::InRealm => {
+                    let refs = controller.shared.references.clone();
+                    feeders.spawn(controller.clone().feed_from_references(refs.keycloaks.clone()));
+                    feeders.spawn(controller.clone().feed_from_references(refs.realms.clone()));
+                }
+                KeycloakScope::None | KeycloakScope::Instance => {}
+            }
+            let mut workers = JoinSet::new();
+            for _ in 0..controller.shared.settings.workers.max(1) {
+                workers.spawn(controller.clone().work());
+            }
+            tracing::info!(kind = %controller.kind, component = %controller.slot.current().label(), "controller started");
+            cancel.cancelled().await;
+            controller.queue.shut_down();
+            feeders.abort_all();
+            // Reconciles in flight finish; no new ones start.
+            while workers.join_next().await.is_some() {}
+            watches.cancel();
+            tracing::info!(kind = %controller.kind, "controller stopped");
+        })
+    }
+
+    fn enqueue_all(&self) {
+        for object in self.parent.list() {
+            self.queue.add(ObjectKey::of(&object));
+        }
+    }
+
+    async fn feed_from_parents(self: Arc<Self>) {
+        let mut changes = self.parent.subscribe();
+        // Objects listed before we subscribed are queued here.
+        self.enqueue_all();
+        loop {
+            match changes.recv().await {
+                Ok(key) => self.queue.add(key),
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// A new component version reconciles every resource of its kind.
+    async fn feed_from_swaps(self: Arc<Self>, registry: Arc<Registry>) {
+        let mut swaps = registry.subscribe_swaps();
+        loop {
+            match swaps.recv().await {
+                Ok(kind) if kind == self.kind => self.enqueue_all(),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn feed_from_children(self: Arc<Self>, informer: Arc<Informer>) {
+        let mut changes = informer.subscribe();
+        loop {
+            match changes.recv().await {
+                Ok(key) => {
+                    // A deleted child is gone from the cache: resync its
+                    // namespace's parents, which re-create it if desired.
+                    match informer.get(&key).as_deref().and_then(children::controller_of) {
+                        Some((kind, name)) if kind == self.resource.kind => {
+                            self.queue.add(ObjectKey::new(&key.namespace, &name))
+                        }
+                        Some(_) => {}
+                        None => {
+                            for parent in self.parent.list_namespace(&key.namespace) {
+                                self.queue.add(ObjectKey::of(&parent));
+                            }
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// A changed `Keycloak` or `KeycloakRealm` requeues the resources that
+    /// reference it (directly, or through their realm).
+    async fn feed_from_references(self: Arc<Self>, informer: Arc<Informer>) {
+        let mut changes = informer.subscribe();
+        let referenced_kind = informer.resource.kind.clone();
+        loop {
+            match changes.recv().await {
+                Ok(key) => {
+                    for parent in self.parent.list() {
+                        if self.references(
+                            &parent.data,
+                            parent.metadata.namespace.as_deref().unwrap_or_default(),
+                            &referenced_kind,
+                            &key,
+                        ) {
+                            self.queue.add(ObjectKey::of(&parent));
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn references(&self, data: &Value, namespace: &str, kind: &str, key: &ObjectKey) -> bool {
+        let points_to = |field: &str, data: &Value, own: &str| {
+            let name = data.pointer(&format!("/spec/{field}/name")).and_then(Value::as_str);
+            let ns = data
+                .pointer(&format!("/spec/{field}/namespace"))
+                .and_then(Value::as_str)
+                .unwrap_or(own);
+            name == Some(key.name.as_str()) && ns == key.namespace
+        };
+        match kind {
+            "Keycloak" => {
+                if points_to("keycloakRef", data, namespace) {
+                    return true;
+                }
+                // Through the realm: a client's realm on this Keycloak.
+                let realm = data.pointer("/spec/realmRef/name").and_then(Value::as_str);
+                let realm_ns = data
+                    .pointer("/spec/realmRef/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or(namespace);
+                realm
+                    .and_then(|name| self.shared.references.realms.get(&ObjectKey::new(realm_ns, name)))
+                    .is_some_and(|realm| points_to("keycloakRef", &realm.data, realm_ns))
+            }
+            "KeycloakRealm" => points_to("realmRef", data, namespace),
+            _ => false,
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        while let Some(key) = self.queue.next().await {
+            self.shared
+                .metrics
+                .queue_depth
+                .with_label_values(&[&self.kind])
+                .set(self.queue.depth() as i64);
+            let requeue = self.reconcile(&key).await;
+            self.queue.done(&key);
+            if let Some(delay) = requeue {
+                self.queue.add_after(key, delay);
+            }
+        }
+    }
+}

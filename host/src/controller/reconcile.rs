@@ -1,0 +1,535 @@
+//! Reconciling one resource: resolve and authorize its Keycloak target, call
+//! the component in a fresh sandbox, apply what it returns (children,
+//! status, Events), and decide when to look again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keycloak_operator_api::reasons;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::children::{self, Parent, SyncError};
+use super::events;
+use super::informer::ObjectKey;
+use super::status::{self, StatusInput, Verdict};
+use super::target::{Refusal, Resolved};
+use super::{FIELD_MANAGER, FINALIZER, KindController};
+use crate::keycloak::NamespaceSecrets;
+use crate::runtime::imports::{CallContext, CallStats, KeycloakGateway, SecretReader};
+use crate::runtime::model::{
+    Capability, Condition, Detail, Event, EventType, Outcome, ReconcileError, ReconcileRequest, ReconcileResponse,
+};
+use crate::runtime::{CallFailure, LoadedComponent};
+
+/// Annotation that lets a resource be deleted without cleanup in Keycloak:
+/// the escape hatch when Keycloak will never come back.
+pub const SKIP_CLEANUP_ANNOTATION: &str = "keycloak.wasmop.dev/skip-cleanup";
+
+/// When to look at a resource again.
+enum Requeue {
+    /// After the per-object backoff.
+    Backoff,
+    /// After the resync period (with jitter).
+    Resync,
+    /// After this delay at the latest.
+    After(Duration),
+    /// Only when it changes.
+    Never,
+}
+
+/// What one reconcile concluded.
+struct Conclusion {
+    verdict: Verdict,
+    degraded: Option<Detail>,
+    fields: Option<Map<String, Value>>,
+    identity: bool,
+    events: Vec<Event>,
+    extra: Vec<Condition>,
+    requeue: Requeue,
+}
+
+impl Conclusion {
+    fn new(verdict: Verdict, requeue: Requeue) -> Self {
+        Conclusion {
+            verdict,
+            degraded: None,
+            fields: None,
+            identity: false,
+            events: Vec::new(),
+            extra: Vec::new(),
+            requeue,
+        }
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn failure_detail(failure: &CallFailure) -> Detail {
+    let reason = match failure {
+        CallFailure::Trapped(_) | CallFailure::Instantiate(_) => reasons::COMPONENT_TRAPPED,
+        CallFailure::TimedOut { .. } => reasons::COMPONENT_TIMED_OUT,
+        CallFailure::OutOfMemory { .. } => reasons::COMPONENT_OUT_OF_MEMORY,
+    };
+    Detail::new(reason, failure.to_string())
+}
+
+fn degraded(stats: &CallStats, keycloak: &str) -> Option<Detail> {
+    stats.keycloak_unavailable.then(|| {
+        Detail::new(
+            reasons::KEYCLOAK_UNAVAILABLE,
+            format!(
+                "Keycloak {keycloak} is unreachable or failing; the last applied state stands and changes wait for it"
+            ),
+        )
+    })
+}
+
+fn has_finalizer(object: &DynamicObject) -> bool {
+    object.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+impl KindController {
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.shared.client.clone(), namespace, &self.resource)
+    }
+
+    /// Reconciles one key; returns when to look again, if at all.
+    pub(super) async fn reconcile(&self, key: &ObjectKey) -> Option<Duration> {
+        let Some(object) = self.parent.get(key) else {
+            self.backoff.reset(key);
+            return None;
+        };
+        let component = self.slot.current();
+        let started = Instant::now();
+        let (conclusion, stats) = if object.metadata.deletion_timestamp.is_some() {
+            self.finalize(&object, &component).await
+        } else {
+            self.converge(object.clone(), &component).await
+        };
+        let kind = self.kind.as_str();
+        let metrics = &self.shared.metrics;
+        metrics
+            .reconcile_duration
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .reconcile_keycloak_duration
+            .with_label_values(&[kind])
+            .observe(stats.keycloak_time.as_secs_f64());
+        metrics
+            .reconciles
+            .with_label_values(&[kind, conclusion.verdict.result_label()])
+            .inc();
+        if !matches!(conclusion.verdict, Verdict::Ready(_)) {
+            metrics
+                .reconcile_errors
+                .with_label_values(&[kind, &conclusion.verdict.detail().reason])
+                .inc();
+        }
+        let requeue = match conclusion.requeue {
+            Requeue::Never => None,
+            Requeue::Backoff => Some(self.backoff.failed(key)),
+            Requeue::Resync => {
+                self.backoff.reset(key);
+                Some(self.resync_delay())
+            }
+            Requeue::After(delay) => {
+                self.backoff.reset(key);
+                Some(delay.min(self.resync_delay()))
+            }
+        };
+        if let Some(current) = self.parent.get(key) {
+            self.publish(&current, &component, conclusion).await;
+        }
+        requeue
+    }
+
+    /// The resync period, spread by ±10% so resources do not resync in lockstep.
+    fn resync_delay(&self) -> Duration {
+        self.shared
+            .settings
+            .resync_period
+            .mul_f64(rand::rng().random_range(0.9..1.1))
+    }
+
+    fn call_context(
+        &self,
+        component: &LoadedComponent,
+        object: &DynamicObject,
+        resolved: Option<&Resolved>,
+    ) -> CallContext {
+        let namespace = object.namespace().unwrap_or_default();
+        let keycloak: Option<Arc<dyn KeycloakGateway>> = match resolved {
+            Some(r) if component.grants.contains(&Capability::KeycloakAdmin) => {
+                Some(self.shared.keycloak.gateway(&r.endpoint, r.scope.clone()))
+            }
+            _ => None,
+        };
+        let secrets: Option<Arc<dyn SecretReader>> = component
+            .grants
+            .contains(&Capability::ReadSecrets)
+            .then(|| Arc::new(NamespaceSecrets::new(self.shared.client.clone(), &namespace)) as Arc<dyn SecretReader>);
+        CallContext {
+            component: component.label(),
+            resource: format!("{} {}", self.resource.kind, ObjectKey::of(object)),
+            keycloak,
+            secrets,
+            stats: CallStats::default(),
+        }
+    }
+
+    fn request(
+        &self,
+        component: &LoadedComponent,
+        object: &DynamicObject,
+        resolved: Option<&Resolved>,
+    ) -> ReconcileRequest {
+        let caches = self.shared.children.ensure(&component.description.child_kinds);
+        let uid = object.uid().unwrap_or_default();
+        let children = children::observed(&caches, &object.namespace().unwrap_or_default(), &uid)
+            .iter()
+            .map(|c| serde_json::to_string(&**c).unwrap_or_default())
+            .collect();
+        ReconcileRequest {
+            parent: serde_json::to_string(object).unwrap_or_default(),
+            children,
+            related: resolved.map(|r| r.related.clone()).unwrap_or_default(),
+            target: resolved.map(|r| r.target.clone()),
+        }
+    }
+
+    fn refused(refusal: Refusal) -> Conclusion {
+        match refusal {
+            // The referenced object may appear (GitOps applies in any order).
+            Refusal::Missing(detail) => Conclusion::new(Verdict::Retrying(detail), Requeue::Backoff),
+            Refusal::Denied(detail) | Refusal::Invalid(detail) => {
+                Conclusion::new(Verdict::Stalled(detail), Requeue::Resync)
+            }
+        }
+    }
+
+    async fn converge(&self, mut object: Arc<DynamicObject>, component: &LoadedComponent) -> (Conclusion, CallStats) {
+        let description = &component.description;
+        if description.finalizer && !has_finalizer(&object) {
+            // Before anything reaches Keycloak, so cleanup is guaranteed.
+            match self.add_finalizer(&object).await {
+                Ok(updated) => object = Arc::new(updated),
+                Err(error) => {
+                    let detail = Detail::new(reasons::APPLY_FAILED, format!("cannot add the finalizer: {error}"));
+                    return (
+                        Conclusion::new(Verdict::Retrying(detail), Requeue::Backoff),
+                        CallStats::default(),
+                    );
+                }
+            }
+        }
+        let resolved = match self.shared.references.resolve(&object, description.keycloak_scope) {
+            Ok(resolved) => resolved,
+            Err(refusal) => return (Self::refused(refusal), CallStats::default()),
+        };
+        let request = self.request(component, &object, resolved.as_ref());
+        let call = self.call_context(component, &object, resolved.as_ref());
+        let called = component.reconcile(call, &request).await;
+        let keycloak = resolved
+            .as_ref()
+            .map(|r| r.target.keycloak.as_str())
+            .unwrap_or("(none)");
+        let degraded = degraded(&called.stats, keycloak);
+        let mut conclusion = match called.result {
+            Err(failure) => {
+                tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(&object), component = %component.label(), %failure, "component failed");
+                Conclusion::new(Verdict::Stalled(failure_detail(&failure)), Requeue::Backoff)
+            }
+            Ok(Err(error)) => Self::from_error(error),
+            Ok(Ok(response)) => match &called.stats.scope_violation {
+                // The host decides, whatever the component made of the refusal.
+                Some(message) => Conclusion::new(
+                    Verdict::Stalled(Detail::new(
+                        reasons::SCOPE_VIOLATION,
+                        format!("the component asked for a Keycloak path outside this resource's scope: {message}"),
+                    )),
+                    Requeue::Resync,
+                ),
+                None => self.accept(&object, component, response).await,
+            },
+        };
+        conclusion.degraded = degraded;
+        conclusion.identity = true;
+        (conclusion, called.stats)
+    }
+
+    fn from_error(error: ReconcileError) -> Conclusion {
+        match error {
+            ReconcileError::Transient(detail) => Conclusion::new(Verdict::Retrying(detail), Requeue::Backoff),
+            ReconcileError::Permanent(detail) | ReconcileError::InvalidSpec(detail) => {
+                Conclusion::new(Verdict::Stalled(detail), Requeue::Resync)
+            }
+        }
+    }
+
+    /// Applies a successful response: children first, then the verdict.
+    async fn accept(
+        &self,
+        object: &DynamicObject,
+        component: &LoadedComponent,
+        response: ReconcileResponse,
+    ) -> Conclusion {
+        let fields = match serde_json::from_str::<Value>(&response.status) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(Value::Null) => Map::new(),
+            _ => {
+                let detail = Detail::new(
+                    reasons::INVALID_COMPONENT_OUTPUT,
+                    "the component's status is not a JSON object",
+                );
+                return Conclusion::new(Verdict::Stalled(detail), Requeue::Backoff);
+            }
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        let uid = object.uid().unwrap_or_default();
+        let name = object.name_any();
+        let declared = &component.description.child_kinds;
+        if !declared.is_empty() || !response.children.is_empty() {
+            let caches = self.shared.children.ensure(declared);
+            let observed = children::observed(&caches, &namespace, &uid);
+            let parent = Parent {
+                api_version: &self.resource.api_version,
+                kind: &self.resource.kind,
+                name: &name,
+                namespace: &namespace,
+                uid: &uid,
+            };
+            let synced = children::sync(
+                &self.shared.client,
+                FIELD_MANAGER,
+                &parent,
+                declared,
+                &response.children,
+                &observed,
+            )
+            .await;
+            match synced {
+                Ok((_, pruned)) if pruned > 0 => {
+                    tracing::info!(kind = %self.kind, resource = %name, pruned, "pruned children no longer desired")
+                }
+                Ok(_) => {}
+                Err(SyncError::Invalid(error)) => {
+                    let detail = Detail::new(reasons::INVALID_COMPONENT_OUTPUT, error.to_string());
+                    return Conclusion::new(Verdict::Stalled(detail), Requeue::Backoff);
+                }
+                Err(SyncError::Apply(message)) => {
+                    return Conclusion::new(
+                        Verdict::Retrying(Detail::new(reasons::APPLY_FAILED, message)),
+                        Requeue::Backoff,
+                    );
+                }
+            }
+        }
+        if !response.drift_corrected.is_empty() {
+            self.shared
+                .metrics
+                .drift_corrections
+                .with_label_values(&[&self.kind])
+                .inc_by(response.drift_corrected.len() as u64);
+        }
+        let hint = response
+            .requeue_after_seconds
+            .map(|s| Duration::from_secs(u64::from(s.max(1))));
+        let (verdict, requeue) = match response.outcome {
+            Outcome::Ready(detail) => (Verdict::Ready(detail), hint.map_or(Requeue::Resync, Requeue::After)),
+            Outcome::Progressing(detail) => (
+                Verdict::Progressing(detail),
+                Requeue::After(hint.unwrap_or(self.shared.settings.progressing_requeue)),
+            ),
+        };
+        let mut conclusion = Conclusion::new(verdict, requeue);
+        conclusion.fields = Some(fields);
+        conclusion.events = response.events;
+        conclusion.extra = response.conditions;
+        conclusion
+    }
+
+    async fn finalize(&self, object: &DynamicObject, component: &LoadedComponent) -> (Conclusion, CallStats) {
+        let released = |reason: &str, message: String| {
+            let mut c = Conclusion::new(
+                Verdict::Progressing(Detail::new("Deleting", "cleanup finished")),
+                Requeue::Never,
+            );
+            c.events.push(Event {
+                event_type: EventType::Warning,
+                reason: reason.into(),
+                action: "Delete".into(),
+                message,
+            });
+            c
+        };
+        if !has_finalizer(object) {
+            return (
+                Conclusion::new(
+                    Verdict::Progressing(Detail::new("Deleting", "being deleted")),
+                    Requeue::Never,
+                ),
+                CallStats::default(),
+            );
+        }
+        let skip = object
+            .annotations()
+            .get(SKIP_CLEANUP_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let mut stats = CallStats::default();
+        let mut conclusion = if !component.description.finalizer || skip {
+            let mut c = Conclusion::new(
+                Verdict::Progressing(Detail::new("Deleting", "no cleanup needed")),
+                Requeue::Never,
+            );
+            if skip {
+                c = released(
+                    "CleanupSkipped",
+                    format!("{SKIP_CLEANUP_ANNOTATION} is set: nothing was cleaned up in Keycloak"),
+                );
+            }
+            c
+        } else {
+            match self
+                .shared
+                .references
+                .resolve(object, component.description.keycloak_scope)
+            {
+                // Never block deletion on a Keycloak or realm that is gone.
+                Err(Refusal::Missing(detail)) | Err(Refusal::Denied(detail)) | Err(Refusal::Invalid(detail)) => {
+                    released(
+                        "CleanupSkipped",
+                        format!("{}; nothing to clean up in Keycloak", detail.message),
+                    )
+                }
+                Ok(resolved) => {
+                    let request = self.request(component, object, resolved.as_ref());
+                    let call = self.call_context(component, object, resolved.as_ref());
+                    let called = component.finalize(call, &request).await;
+                    let keycloak = resolved.as_ref().map(|r| r.target.keycloak.clone()).unwrap_or_default();
+                    stats = called.stats.clone();
+                    match called.result {
+                        Ok(Ok(response)) => {
+                            let mut c = Conclusion::new(
+                                Verdict::Progressing(Detail::new("Deleting", "cleanup finished")),
+                                Requeue::Never,
+                            );
+                            c.events = response.events;
+                            c
+                        }
+                        Ok(Err(ReconcileError::Transient(detail))) => {
+                            let mut c = Conclusion::new(Verdict::Retrying(detail), Requeue::Backoff);
+                            c.degraded = degraded(&stats, &keycloak);
+                            return (c, stats);
+                        }
+                        // Nothing the operator can retry: let the resource go,
+                        // and say so loudly.
+                        Ok(Err(ReconcileError::Permanent(detail) | ReconcileError::InvalidSpec(detail))) => released(
+                            "CleanupFailed",
+                            format!("cleanup failed and will not be retried: {}", detail.message),
+                        ),
+                        Err(failure) => {
+                            return (
+                                Conclusion::new(Verdict::Stalled(failure_detail(&failure)), Requeue::Backoff),
+                                stats,
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(error) = self.remove_finalizer(object).await {
+            tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), %error, "cannot remove the finalizer; retrying");
+            conclusion.requeue = Requeue::Backoff;
+        }
+        (conclusion, stats)
+    }
+
+    async fn add_finalizer(&self, object: &DynamicObject) -> Result<DynamicObject, kube::Error> {
+        let mut finalizers = object.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_owned());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+        self.api(&object.namespace().unwrap_or_default())
+            .patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    }
+
+    async fn remove_finalizer(&self, object: &DynamicObject) -> Result<(), kube::Error> {
+        let finalizers: Vec<&String> = object.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        // The resourceVersion makes this fail rather than drop a finalizer
+        // someone else added meanwhile.
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+        match self
+            .api(&object.namespace().unwrap_or_default())
+            .patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes the status (only when it changed) and records the Events.
+    async fn publish(&self, object: &DynamicObject, component: &LoadedComponent, conclusion: Conclusion) {
+        let current = object.data.get("status");
+        let previous_reason = status::current_ready_reason(current);
+        let deleting = object.metadata.deletion_timestamp.is_some();
+        let mut events = conclusion.events;
+        if !matches!(conclusion.verdict, Verdict::Ready(_) | Verdict::Progressing(_))
+            && previous_reason.as_deref() != Some(conclusion.verdict.detail().reason.as_str())
+        {
+            // One Warning per change of reason, not one per retry.
+            let detail = conclusion.verdict.detail();
+            events.push(Event {
+                event_type: EventType::Warning,
+                reason: detail.reason.clone(),
+                action: "Reconcile".into(),
+                message: detail.message.clone(),
+            });
+        }
+        if !deleting || !matches!(conclusion.verdict, Verdict::Progressing(_)) {
+            let desired = status::desired(
+                StatusInput {
+                    verdict: &conclusion.verdict,
+                    degraded: conclusion.degraded,
+                    extra: &conclusion.extra,
+                    generation: object.metadata.generation,
+                    identity: conclusion.identity.then(|| component.identity()),
+                    fields: conclusion.fields,
+                    current,
+                },
+                &now(),
+            );
+            if current != Some(&desired) {
+                let patch = json!({
+                    "apiVersion": self.resource.api_version,
+                    "kind": self.resource.kind,
+                    "status": desired,
+                });
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let api = self.api(&object.namespace().unwrap_or_default());
+                match api
+                    .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => {
+                        tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), %error, "cannot write status")
+                    }
+                }
+            }
+        }
+        for event in &events {
+            events::publish(&self.shared.recorder, object, &self.resource, event).await;
+        }
+    }
+}

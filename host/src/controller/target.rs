@@ -1,0 +1,288 @@
+//! Resolving where a resource's Keycloak requests go, and whether it may send
+//! them at all. This runs before the component is called: a refused
+//! reference costs no Keycloak request.
+
+use std::sync::Arc;
+
+use keycloak_operator_api::{Keycloak, NamespacePolicy, reasons};
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::informer::{Informer, ObjectKey};
+use super::selector;
+use crate::keycloak::Endpoint;
+use crate::keycloak::route::Scope;
+use crate::runtime::model::{Detail, KeycloakScope, Target};
+
+/// The caches references are resolved from.
+pub struct References {
+    /// `Keycloak` resources.
+    pub keycloaks: Arc<Informer>,
+    /// `KeycloakRealm` resources.
+    pub realms: Arc<Informer>,
+    /// Namespaces, for label-selector policies.
+    pub namespaces: Arc<Informer>,
+}
+
+/// A resolved, authorized target.
+pub struct Resolved {
+    /// How to reach the Keycloak.
+    pub endpoint: Endpoint,
+    /// What the resource may touch.
+    pub scope: Scope,
+    /// What the component is told.
+    pub target: Target,
+    /// Referenced objects, as JSON, for the component.
+    pub related: Vec<String>,
+}
+
+/// Why a resource may not reach Keycloak now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A referenced object does not exist (yet), or is being deleted.
+    Missing(Detail),
+    /// The referenced object does not allow this resource (namespace or
+    /// quota); no request is sent.
+    Denied(Detail),
+    /// The reference fields of the spec are unusable.
+    Invalid(Detail),
+}
+
+fn to_json(object: &DynamicObject) -> String {
+    serde_json::to_string(object).unwrap_or_default()
+}
+
+fn spec_str<'a>(object: &'a DynamicObject, pointer: &str) -> Option<&'a str> {
+    object
+        .data
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn reference(object: &DynamicObject, field: &str) -> Result<ObjectKey, Refusal> {
+    let own_namespace = object.namespace().unwrap_or_default();
+    let name = spec_str(object, &format!("/spec/{field}/name")).ok_or_else(|| {
+        Refusal::Invalid(Detail::new(
+            "InvalidReference",
+            format!("spec.{field}.name is required"),
+        ))
+    })?;
+    let namespace = spec_str(object, &format!("/spec/{field}/namespace")).unwrap_or(&own_namespace);
+    Ok(ObjectKey::new(namespace, name))
+}
+
+fn is_deleting(object: &DynamicObject) -> bool {
+    object.metadata.deletion_timestamp.is_some()
+}
+
+impl References {
+    /// Whether `policy` (of an object in `owner_namespace`) lets resources
+    /// of `namespace` refer to it. The owner's own namespace always may.
+    pub fn namespace_allowed(&self, policy: &NamespacePolicy, owner_namespace: &str, namespace: &str) -> bool {
+        if namespace == owner_namespace || policy.names.iter().any(|n| n == namespace) {
+            return true;
+        }
+        let Some(selector) = &policy.selector else {
+            return false;
+        };
+        let labels = self
+            .namespaces
+            .get(&ObjectKey::new("", namespace))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default();
+        selector::matches(selector, &labels)
+    }
+
+    fn keycloak(&self, key: &ObjectKey) -> Result<(Arc<DynamicObject>, Keycloak), Refusal> {
+        let missing = || {
+            Refusal::Missing(Detail::new(
+                reasons::REFERENCE_NOT_FOUND,
+                format!("Keycloak {key} does not exist"),
+            ))
+        };
+        let object = self.keycloaks.get(key).ok_or_else(missing)?;
+        if is_deleting(&object) {
+            return Err(Refusal::Missing(Detail::new(
+                reasons::REFERENCE_NOT_FOUND,
+                format!("Keycloak {key} is being deleted"),
+            )));
+        }
+        let typed: Keycloak = serde_json::to_value(&*object)
+            .and_then(serde_json::from_value)
+            .map_err(|e| {
+                Refusal::Missing(Detail::new(
+                    reasons::REFERENCE_NOT_FOUND,
+                    format!("Keycloak {key} is not readable: {e}"),
+                ))
+            })?;
+        Ok((object, typed))
+    }
+
+    fn endpoint(key: &ObjectKey, keycloak: &Keycloak) -> Result<Endpoint, Refusal> {
+        let external = keycloak.spec.external.as_ref().ok_or_else(|| {
+            Refusal::Missing(Detail::new(
+                "KeycloakNotReady",
+                format!("Keycloak {key} has no address yet"),
+            ))
+        })?;
+        Ok(Endpoint::new(
+            &key.namespace,
+            &key.name,
+            &external.url,
+            &external.admin_credentials,
+        ))
+    }
+
+    /// Resolves the target of `object` for a kind with `scope`; `None` for
+    /// kinds that never talk to Keycloak.
+    pub fn resolve(&self, object: &DynamicObject, scope: KeycloakScope) -> Result<Option<Resolved>, Refusal> {
+        match scope {
+            KeycloakScope::None => Ok(None),
+            KeycloakScope::Instance => self.resolve_instance(object).map(Some),
+            KeycloakScope::Realm => self.resolve_realm_owner(object).map(Some),
+            KeycloakScope::InRealm => self.resolve_in_realm(object).map(Some),
+        }
+    }
+
+    fn resolve_instance(&self, object: &DynamicObject) -> Result<Resolved, Refusal> {
+        let key = ObjectKey::of(object);
+        let typed: Keycloak = serde_json::to_value(object)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Refusal::Invalid(Detail::new("InvalidSpec", format!("not a valid Keycloak: {e}"))))?;
+        let endpoint = Self::endpoint(&key, &typed)?;
+        Ok(Resolved {
+            target: Target {
+                keycloak: key.to_string(),
+                url: endpoint.url.clone(),
+                realm: None,
+            },
+            endpoint,
+            scope: Scope::Instance,
+            related: Vec::new(),
+        })
+    }
+
+    /// A resource that owns a realm on a `Keycloak` (`spec.keycloakRef`,
+    /// `spec.realmName`): the Keycloak must allow its namespace, and the
+    /// namespace must be within the Keycloak's realm quota.
+    fn resolve_realm_owner(&self, object: &DynamicObject) -> Result<Resolved, Refusal> {
+        let namespace = object.namespace().unwrap_or_default();
+        let keycloak_key = reference(object, "keycloakRef")?;
+        let realm = spec_str(object, "/spec/realmName")
+            .ok_or_else(|| Refusal::Invalid(Detail::new("InvalidSpec", "spec.realmName is required")))?
+            .to_owned();
+        let (keycloak_object, keycloak) = self.keycloak(&keycloak_key)?;
+        let placement = &keycloak.spec.realms;
+        if !self.namespace_allowed(&placement.allowed_namespaces, &keycloak_key.namespace, &namespace) {
+            return Err(Refusal::Denied(Detail::new(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                format!(
+                    "Keycloak {keycloak_key} does not allow realms from namespace {namespace} (see its spec.realms.allowedNamespaces)"
+                ),
+            )));
+        }
+        if let Some(max) = placement.max_per_namespace {
+            let position = self.position_among_realms_of(object, &keycloak_key);
+            if position >= max as usize {
+                return Err(Refusal::Denied(Detail::new(
+                    reasons::QUOTA_EXCEEDED,
+                    format!(
+                        "Keycloak {keycloak_key} allows {max} realm(s) per namespace and namespace {namespace} has more; the oldest are served"
+                    ),
+                )));
+            }
+        }
+        let endpoint = Self::endpoint(&keycloak_key, &keycloak)?;
+        Ok(Resolved {
+            target: Target {
+                keycloak: keycloak_key.to_string(),
+                url: endpoint.url.clone(),
+                realm: Some(realm.clone()),
+            },
+            endpoint,
+            scope: Scope::OwnedRealm(realm),
+            related: vec![to_json(&keycloak_object)],
+        })
+    }
+
+    /// Where `object` stands among the live realms of its namespace that
+    /// reference the same Keycloak, oldest first.
+    fn position_among_realms_of(&self, object: &DynamicObject, keycloak: &ObjectKey) -> usize {
+        let namespace = object.namespace().unwrap_or_default();
+        let mut peers: Vec<(String, String)> = self
+            .realms
+            .list_namespace(&namespace)
+            .iter()
+            .filter(|r| !is_deleting(r))
+            .filter(|r| reference(r, "keycloakRef").is_ok_and(|k| &k == keycloak))
+            .map(|r| (creation(r), r.name_any()))
+            .collect();
+        peers.sort();
+        let me = (creation(object), object.name_any());
+        peers.iter().position(|p| *p == me).unwrap_or(peers.len())
+    }
+
+    /// A resource inside a realm (`spec.realmRef`): the realm resource must
+    /// allow its namespace (`spec.clients.allowedNamespaces`), and the realm's
+    /// Keycloak must still allow the realm.
+    fn resolve_in_realm(&self, object: &DynamicObject) -> Result<Resolved, Refusal> {
+        let namespace = object.namespace().unwrap_or_default();
+        let realm_key = reference(object, "realmRef")?;
+        let realm_object = self.realms.get(&realm_key).ok_or_else(|| {
+            Refusal::Missing(Detail::new(
+                reasons::REFERENCE_NOT_FOUND,
+                format!("KeycloakRealm {realm_key} does not exist"),
+            ))
+        })?;
+        if is_deleting(&realm_object) {
+            return Err(Refusal::Missing(Detail::new(
+                reasons::REFERENCE_NOT_FOUND,
+                format!("KeycloakRealm {realm_key} is being deleted"),
+            )));
+        }
+        let policy: NamespacePolicy = realm_object
+            .data
+            .pointer("/spec/clients/allowedNamespaces")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if !self.namespace_allowed(&policy, &realm_key.namespace, &namespace) {
+            return Err(Refusal::Denied(Detail::new(
+                reasons::NAMESPACE_NOT_ALLOWED,
+                format!(
+                    "KeycloakRealm {realm_key} does not allow clients from namespace {namespace} (see its spec.clients.allowedNamespaces)"
+                ),
+            )));
+        }
+        let realm_name = spec_str(&realm_object, "/spec/realmName")
+            .ok_or_else(|| {
+                Refusal::Missing(Detail::new(
+                    reasons::REFERENCE_NOT_FOUND,
+                    format!("KeycloakRealm {realm_key} names no realm"),
+                ))
+            })?
+            .to_owned();
+        let owner = self.resolve_realm_owner(&realm_object)?;
+        Ok(Resolved {
+            target: Target {
+                keycloak: owner.target.keycloak,
+                url: owner.target.url,
+                realm: Some(realm_name.clone()),
+            },
+            endpoint: owner.endpoint,
+            scope: Scope::InRealm(realm_name),
+            related: [to_json(&realm_object)].into_iter().chain(owner.related).collect(),
+        })
+    }
+}
+
+fn creation(object: &DynamicObject) -> String {
+    object
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}

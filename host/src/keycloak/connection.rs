@@ -1,0 +1,310 @@
+//! One Keycloak instance: its admin token, circuit breaker, rate limit and
+//! the request loop with retries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use rand::Rng;
+
+use super::KeycloakSettings;
+use super::circuit::{CircuitBreaker, CircuitState};
+use super::limiter::RateLimiter;
+use super::token::{self, CredentialSource, Token, TokenError};
+use crate::metrics::Metrics;
+use crate::runtime::model::{KeycloakError, KeycloakResponse, Method};
+
+/// A request, after the route has been checked.
+pub struct Outgoing<'a> {
+    /// Method.
+    pub method: Method,
+    /// Path under `/admin`, encoded.
+    pub path: &'a str,
+    /// Route template, for metrics.
+    pub route: &'a str,
+    /// Query parameters.
+    pub query: &'a [(String, String)],
+    /// JSON body.
+    pub body: Option<&'a str>,
+}
+
+/// One Keycloak instance.
+pub struct Connection {
+    /// `namespace/name` of the `Keycloak` resource.
+    pub key: String,
+    /// Base URL.
+    pub base_url: String,
+    pub(super) source: CredentialSource,
+    http: reqwest::Client,
+    secrets: Api<Secret>,
+    token: tokio::sync::Mutex<Option<Token>>,
+    circuit: CircuitBreaker,
+    limiter: RateLimiter,
+    settings: KeycloakSettings,
+    metrics: Arc<Metrics>,
+}
+
+enum Attempt {
+    Done(Result<KeycloakResponse, KeycloakError>),
+    Retry {
+        error: KeycloakError,
+        after: Option<Duration>,
+    },
+}
+
+impl Connection {
+    pub(super) fn new(
+        key: String,
+        base_url: String,
+        source: CredentialSource,
+        http: reqwest::Client,
+        secrets: Api<Secret>,
+        settings: KeycloakSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.circuit_state.with_label_values(&[&key]).set(0);
+        Connection {
+            circuit: CircuitBreaker::new(settings.circuit),
+            limiter: RateLimiter::new(settings.rate_limit, settings.burst),
+            key,
+            base_url,
+            source,
+            http,
+            secrets,
+            token: tokio::sync::Mutex::new(None),
+            settings,
+            metrics,
+        }
+    }
+
+    /// The circuit's state.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.circuit.state()
+    }
+
+    fn note_transition(&self, changed: Option<CircuitState>) {
+        if let Some(state) = changed {
+            self.metrics
+                .circuit_state
+                .with_label_values(&[&self.key])
+                .set(state.as_gauge());
+            let name = match state {
+                CircuitState::Closed => "closed",
+                CircuitState::HalfOpen => "half-open",
+                CircuitState::Open => "open",
+            };
+            self.metrics
+                .circuit_transitions
+                .with_label_values(&[&self.key, name])
+                .inc();
+            match state {
+                CircuitState::Open => {
+                    tracing::warn!(keycloak = %self.key, "circuit opened: Keycloak is failing; requests fail fast until a probe succeeds")
+                }
+                CircuitState::Closed => {
+                    tracing::info!(keycloak = %self.key, "circuit closed: Keycloak answers again")
+                }
+                CircuitState::HalfOpen => {}
+            }
+        }
+    }
+
+    fn unavailable_open(&self, retry_in: Duration) -> KeycloakError {
+        KeycloakError::Unavailable(format!(
+            "Keycloak {} is failing; its circuit breaker is open (next probe in {}s)",
+            self.key,
+            retry_in.as_secs().max(1)
+        ))
+    }
+
+    /// A fresh admin token: cached, refreshed, or obtained anew.
+    async fn bearer(&self, force_new: bool) -> Result<String, TokenError> {
+        let mut cached = self.token.lock().await;
+        if !force_new && let Some(access) = cached.as_ref().and_then(Token::fresh) {
+            return Ok(access.to_owned());
+        }
+        let previous = if force_new { None } else { cached.as_ref() };
+        let timeout = self.settings.request_timeout;
+        let result = match token::obtain(
+            &self.http,
+            &self.base_url,
+            &self.secrets,
+            &self.source,
+            previous,
+            timeout,
+        )
+        .await
+        {
+            // A refused refresh token (session expired) gets one full grant.
+            Err(TokenError::Refused(_)) if previous.is_some() => {
+                token::obtain(&self.http, &self.base_url, &self.secrets, &self.source, None, timeout).await
+            }
+            other => other,
+        };
+        let token = result?;
+        let access = token.fresh().unwrap_or_default().to_owned();
+        *cached = Some(token);
+        Ok(access)
+    }
+
+    async fn invalidate_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Sends one request with circuit breaking, rate limiting, retries with
+    /// backoff on 429/5xx and transport errors, and a timeout per attempt.
+    pub async fn execute(&self, request: &Outgoing<'_>) -> Result<KeycloakResponse, KeycloakError> {
+        let route = self.metrics.route_label(request.route);
+        let mut reauthenticated = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(request, &route, &mut reauthenticated).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry { error, after } => {
+                    if attempt >= self.settings.max_attempts {
+                        return Err(error);
+                    }
+                    let backoff = self.settings.retry_base * 2u32.saturating_pow(attempt - 1);
+                    let jitter = rand::rng().random_range(0.5..1.0);
+                    let wait = after.unwrap_or(backoff.mul_f64(jitter)).min(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, request: &Outgoing<'_>, route: &str, reauthenticated: &mut bool) -> Attempt {
+        let method = request.method.as_str();
+        let count = |code: &str| {
+            self.metrics
+                .keycloak_requests
+                .with_label_values(&[&self.key, method, route, code])
+                .inc();
+        };
+        let permit = match self.circuit.try_acquire() {
+            Ok(permit) => permit,
+            Err(retry_in) => {
+                count("circuit_open");
+                return Attempt::Done(Err(self.unavailable_open(retry_in)));
+            }
+        };
+        self.limiter.acquire().await;
+        let bearer = match self.bearer(false).await {
+            Ok(bearer) => bearer,
+            Err(TokenError::Transport(message)) => {
+                self.note_transition(self.circuit.record(permit, false));
+                count("error");
+                return Attempt::Retry {
+                    error: KeycloakError::Unavailable(format!("Keycloak {}: {message}", self.key)),
+                    after: None,
+                };
+            }
+            Err(TokenError::Refused(error)) => {
+                // Keycloak answered: it is up, the credentials are the problem.
+                self.note_transition(self.circuit.record(permit, true));
+                count("auth_failed");
+                return Attempt::Done(Err(error));
+            }
+        };
+        let url = format!("{}/admin{}", self.base_url, request.path);
+        let mut builder = self
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET),
+                &url,
+            )
+            .bearer_auth(bearer)
+            .timeout(self.settings.request_timeout);
+        if !request.query.is_empty() {
+            builder = builder.query(request.query);
+        }
+        if let Some(body) = request.body {
+            builder = builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_owned());
+        }
+        let started = Instant::now();
+        let sent = builder.send().await;
+        self.metrics
+            .keycloak_request_duration
+            .with_label_values(&[&self.key, method, route])
+            .observe(started.elapsed().as_secs_f64());
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                self.note_transition(self.circuit.record(permit, false));
+                count("error");
+                let error_text = token::describe_transport_error(&error);
+                let failure = KeycloakError::Unavailable(format!(
+                    "{method} {} on Keycloak {}: {error_text}",
+                    request.route, self.key
+                ));
+                // A POST that may have reached Keycloak is not repeated.
+                let retry = request.method.is_idempotent() || error.is_connect();
+                return if retry {
+                    Attempt::Retry {
+                        error: failure,
+                        after: None,
+                    }
+                } else {
+                    Attempt::Done(Err(failure))
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        count(&status.to_string());
+        match status {
+            502..=504 => {
+                self.note_transition(self.circuit.record(permit, false));
+                Attempt::Retry {
+                    error: KeycloakError::Unavailable(format!("Keycloak {} answered {status}", self.key)),
+                    after: None,
+                }
+            }
+            429 => {
+                self.note_transition(self.circuit.record(permit, true));
+                let after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Attempt::Retry {
+                    error: KeycloakError::Unavailable(format!("Keycloak {} is rate limiting the operator", self.key)),
+                    after,
+                }
+            }
+            401 if !*reauthenticated => {
+                // The token was revoked or the session ended: get a new one once.
+                self.note_transition(self.circuit.record(permit, true));
+                *reauthenticated = true;
+                self.invalidate_token().await;
+                Attempt::Retry {
+                    error: KeycloakError::Unauthenticated(format!("Keycloak {} rejected the admin token", self.key)),
+                    after: Some(Duration::ZERO),
+                }
+            }
+            _ => {
+                self.note_transition(self.circuit.record(permit, true));
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                match response.text().await {
+                    Ok(body) => Attempt::Done(Ok(KeycloakResponse { status, location, body })),
+                    Err(error) => Attempt::Retry {
+                        error: KeycloakError::Unavailable(format!(
+                            "Keycloak {}: reading the answer failed: {}",
+                            self.key,
+                            token::describe_transport_error(&error)
+                        )),
+                        after: None,
+                    },
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Keycloak access for components: one [`Connection`] per `Keycloak`
+//! resource, shared by every resource placed on it, and a scoped gateway per
+//! reconcile that checks each request against what the resource may touch.
+
+mod circuit;
+mod connection;
+mod limiter;
+pub mod route;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use keycloak_operator_api::AdminCredentials;
+use kube::{Api, Client};
+
+pub use circuit::{CircuitSettings, CircuitState};
+pub use connection::Connection;
+use connection::Outgoing;
+use route::Scope;
+pub use token::CredentialSource;
+
+use crate::metrics::Metrics;
+use crate::runtime::imports::KeycloakGateway;
+use crate::runtime::model::{KeycloakError, KeycloakRequest, KeycloakResponse};
+
+/// How the host talks to Keycloak.
+#[derive(Debug, Clone, Copy)]
+pub struct KeycloakSettings {
+    /// Circuit breaker thresholds.
+    pub circuit: CircuitSettings,
+    /// Attempts per request (first try included).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base: Duration,
+    /// Timeout of one attempt.
+    pub request_timeout: Duration,
+    /// Average requests per second per instance.
+    pub rate_limit: f64,
+    /// Burst size per instance.
+    pub burst: u32,
+}
+
+impl Default for KeycloakSettings {
+    fn default() -> Self {
+        KeycloakSettings {
+            circuit: CircuitSettings::default(),
+            max_attempts: 3,
+            retry_base: Duration::from_millis(200),
+            request_timeout: Duration::from_secs(10),
+            rate_limit: 200.0,
+            burst: 100,
+        }
+    }
+}
+
+/// Everything needed to reach one Keycloak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// `namespace/name` of the `Keycloak` resource.
+    pub key: String,
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// Admin credentials.
+    pub source: CredentialSource,
+}
+
+impl Endpoint {
+    /// The endpoint of a `Keycloak` resource's external form.
+    pub fn new(namespace: &str, name: &str, url: &str, credentials: &AdminCredentials) -> Self {
+        Endpoint {
+            key: format!("{namespace}/{name}"),
+            url: url.trim_end_matches('/').to_owned(),
+            source: CredentialSource {
+                namespace: namespace.to_owned(),
+                credentials: credentials.clone(),
+            },
+        }
+    }
+}
+
+/// The connections to every Keycloak in use.
+pub struct KeycloakPool {
+    http: reqwest::Client,
+    client: Client,
+    settings: KeycloakSettings,
+    metrics: Arc<Metrics>,
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+impl KeycloakPool {
+    /// A pool sharing one HTTP client.
+    pub fn new(client: Client, settings: KeycloakSettings, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("keycloak-operator/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(KeycloakPool {
+            http,
+            client,
+            settings,
+            metrics,
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The connection for an endpoint; a new one when the URL or the
+    /// credential settings changed (the old one's token and circuit go).
+    pub fn connection(&self, endpoint: &Endpoint) -> Arc<Connection> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = connections.get(&endpoint.key)
+            && existing.base_url == endpoint.url
+            && existing.source == endpoint.source
+        {
+            return existing.clone();
+        }
+        let connection = Arc::new(Connection::new(
+            endpoint.key.clone(),
+            endpoint.url.clone(),
+            endpoint.source.clone(),
+            self.http.clone(),
+            Api::namespaced(self.client.clone(), &endpoint.source.namespace),
+            self.settings,
+            self.metrics.clone(),
+        ));
+        connections.insert(endpoint.key.clone(), connection.clone());
+        connection
+    }
+
+    /// A gateway for one resource's requests.
+    pub fn gateway(&self, endpoint: &Endpoint, scope: Scope) -> Arc<dyn KeycloakGateway> {
+        Arc::new(ScopedGateway {
+            connection: self.connection(endpoint),
+            scope,
+        })
+    }
+}
+
+/// One resource's access to one Keycloak, limited to its scope.
+pub struct ScopedGateway {
+    connection: Arc<Connection>,
+    scope: Scope,
+}
+
+impl KeycloakGateway for ScopedGateway {
+    fn send(&self, request: KeycloakRequest) -> BoxFuture<'_, Result<KeycloakResponse, KeycloakError>> {
+        Box::pin(async move {
+            let checked = route::check(
+                &self.scope,
+                request.method,
+                &request.route,
+                &request.params,
+                request.body.as_deref(),
+            );
+            let checked = match checked {
+                Ok(checked) => checked,
+                Err(error) => {
+                    tracing::warn!(keycloak = %self.connection.key, route = %request.route, %error, "refused a component's Keycloak request");
+                    return Err(error);
+                }
+            };
+            self.connection
+                .execute(&Outgoing {
+                    method: request.method,
+                    path: &checked.path,
+                    route: &checked.template,
+                    query: &request.query,
+                    body: request.body.as_deref(),
+                })
+                .await
+        })
+    }
+}
+
+/// Reads a Secret key in one namespace for the `secrets` import.
+pub struct NamespaceSecrets {
+    api: Api<Secret>,
+    namespace: String,
+}
+
+impl NamespaceSecrets {
+    /// Secrets of `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        NamespaceSecrets {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+}
+
+impl crate::runtime::imports::SecretReader for NamespaceSecrets {
+    fn read(&self, name: String, key: String) -> BoxFuture<'_, Result<String, crate::runtime::model::SecretError>> {
+        use crate::runtime::model::SecretError;
+        Box::pin(async move {
+            let secret = self
+                .api
+                .get_opt(&name)
+                .await
+                .map_err(|e| SecretError::Unavailable(format!("reading Secret {}/{name}: {e}", self.namespace)))?
+                .ok_or_else(|| SecretError::NotFound(format!("Secret {}/{name} does not exist", self.namespace)))?;
+            let bytes = secret
+                .data
+                .and_then(|mut d| d.remove(&key))
+                .ok_or_else(|| SecretError::NotFound(format!("Secret {}/{name} has no key {key:?}", self.namespace)))?;
+            String::from_utf8(bytes.0).map_err(|_| {
+                SecretError::Invalid(format!("key {key:?} of Secret {}/{name} is not UTF-8", self.namespace))
+            })
+        })
+    }
+}

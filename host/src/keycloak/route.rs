@@ -1,0 +1,270 @@
+//! Route templates of Keycloak admin requests: validation, scoping and URL
+//! building.
+//!
+//! A component names a request by a template such as
+//! `/realms/{realm}/clients/{id}` and passes the placeholder values apart.
+//! The host encodes every value as exactly one path segment, so no value can
+//! climb out of its place (`..`, `/`, `%2F`), and checks the realm segment
+//! against the realm the resource may touch. The template doubles as the
+//! metrics label, which keeps label cardinality bounded.
+
+use serde_json::Value;
+
+use crate::runtime::model::{KeycloakError, Method};
+
+/// What a resource may touch in its Keycloak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole admin API (the `Keycloak` resource itself).
+    Instance,
+    /// One realm it owns: the realm itself, everything under it, and its
+    /// creation.
+    OwnedRealm(String),
+    /// Inside one realm, which it may read but not replace or delete.
+    InRealm(String),
+}
+
+/// A checked request path: segments ready for the URL and the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRoute {
+    /// The template, as the metrics label.
+    pub template: String,
+    /// The path under `/admin`, each value percent-encoded.
+    pub path: String,
+}
+
+enum Segment<'a> {
+    Literal(&'a str),
+    Placeholder,
+}
+
+fn parse(template: &str) -> Result<Vec<Segment<'_>>, KeycloakError> {
+    let invalid = |why: &str| KeycloakError::Invalid(format!("route {template:?} {why}"));
+    let rest = template
+        .strip_prefix('/')
+        .ok_or_else(|| invalid("must start with '/'"))?;
+    if template.len() > 256 {
+        return Err(invalid("is too long"));
+    }
+    rest.split('/')
+        .map(|segment| {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Ok(Segment::Placeholder);
+                }
+                return Err(invalid("has a malformed placeholder"));
+            }
+            if !segment.is_empty()
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                Ok(Segment::Literal(segment))
+            } else {
+                Err(invalid(
+                    "may contain only letters, digits, '-', '_' and {placeholders} between slashes",
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Validates a request against the template rules and the scope, and builds
+/// its path.
+pub fn check(
+    scope: &Scope,
+    method: Method,
+    template: &str,
+    params: &[String],
+    body: Option<&str>,
+) -> Result<CheckedRoute, KeycloakError> {
+    let segments = parse(template)?;
+    let placeholders = segments.iter().filter(|s| matches!(s, Segment::Placeholder)).count();
+    if placeholders != params.len() {
+        return Err(KeycloakError::Invalid(format!(
+            "route {template:?} has {placeholders} placeholders but {} values were given",
+            params.len()
+        )));
+    }
+    if let Some(empty) = params.iter().position(String::is_empty) {
+        return Err(KeycloakError::Invalid(format!(
+            "value {empty} of route {template:?} is empty"
+        )));
+    }
+    check_scope(scope, method, &segments, params, body, template)?;
+    let mut path = String::new();
+    let mut values = params.iter();
+    for segment in &segments {
+        path.push('/');
+        match segment {
+            Segment::Literal(s) => path.push_str(s),
+            Segment::Placeholder => {
+                path.push_str(&encode_segment(values.next().map(String::as_str).unwrap_or_default()))
+            }
+        }
+    }
+    Ok(CheckedRoute {
+        template: template.to_owned(),
+        path,
+    })
+}
+
+fn check_scope(
+    scope: &Scope,
+    method: Method,
+    segments: &[Segment<'_>],
+    params: &[String],
+    body: Option<&str>,
+    template: &str,
+) -> Result<(), KeycloakError> {
+    let realm = match scope {
+        Scope::Instance => return Ok(()),
+        Scope::OwnedRealm(realm) | Scope::InRealm(realm) => realm,
+    };
+    let forbidden = |why: String| KeycloakError::Forbidden(format!("{} {template}: {why}", method.as_str()));
+    match segments {
+        // Creating the realm itself: only the owning resource, only that name.
+        [Segment::Literal("realms")] if matches!(scope, Scope::OwnedRealm(_)) && method == Method::Post => {
+            let named = body
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|v| v.get("realm").and_then(Value::as_str).map(str::to_owned));
+            match named {
+                Some(name) if &name == realm => Ok(()),
+                other => Err(forbidden(format!(
+                    "this resource may only create realm {realm:?}, not {:?}",
+                    other.unwrap_or_default()
+                ))),
+            }
+        }
+        [Segment::Literal("realms"), Segment::Placeholder, rest @ ..] => {
+            if &params[0] != realm {
+                return Err(forbidden(format!(
+                    "this resource may only touch realm {realm:?}, not {:?}",
+                    params[0]
+                )));
+            }
+            if rest.is_empty() && matches!(scope, Scope::InRealm(_)) && method != Method::Get {
+                return Err(forbidden(format!(
+                    "this resource may not replace or delete realm {realm:?}"
+                )));
+            }
+            Ok(())
+        }
+        _ => Err(forbidden(format!(
+            "this resource may only use routes under /realms/{{realm}} of realm {realm:?}"
+        ))),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so the
+/// value stays one segment whatever it holds.
+fn encode_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned() -> Scope {
+        Scope::OwnedRealm("shop".into())
+    }
+
+    fn params(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn builds_paths_with_each_value_encoded_as_one_segment() {
+        let route = check(
+            &owned(),
+            Method::Get,
+            "/realms/{realm}/clients/{id}",
+            &params(&["shop", "a/../b c"]),
+            None,
+        )
+        .expect("allowed");
+        assert_eq!(route.path, "/realms/shop/clients/a%2F%2E%2E%2Fb%20c");
+        assert_eq!(route.template, "/realms/{realm}/clients/{id}");
+    }
+
+    #[test]
+    fn dots_in_values_cannot_escape_and_dots_in_templates_are_refused() {
+        let route = check(
+            &owned(),
+            Method::Get,
+            "/realms/{realm}/users/{id}",
+            &params(&["shop", ".."]),
+            None,
+        )
+        .expect("allowed");
+        assert_eq!(route.path, "/realms/shop/users/%2E%2E");
+        for bad in [
+            "/realms/{realm}/../master",
+            "realms",
+            "/realms//x",
+            "/realms/{}",
+            "/realms/%2e%2e",
+        ] {
+            assert!(
+                matches!(
+                    check(&Scope::Instance, Method::Get, bad, &[], None),
+                    Err(KeycloakError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_realm_scope_cannot_reach_another_realm() {
+        let err = check(&owned(), Method::Get, "/realms/{realm}", &params(&["master"]), None).expect_err("other realm");
+        assert!(matches!(err, KeycloakError::Forbidden(_)));
+        let err = check(&owned(), Method::Get, "/serverinfo", &[], None).expect_err("server route");
+        assert!(matches!(err, KeycloakError::Forbidden(_)));
+        let err = check(&owned(), Method::Get, "/realms", &[], None).expect_err("listing realms");
+        assert!(matches!(err, KeycloakError::Forbidden(_)));
+    }
+
+    #[test]
+    fn only_the_owned_realm_can_be_created() {
+        assert!(check(&owned(), Method::Post, "/realms", &[], Some(r#"{"realm":"shop"}"#)).is_ok());
+        assert!(check(&owned(), Method::Post, "/realms", &[], Some(r#"{"realm":"evil"}"#)).is_err());
+        assert!(check(&owned(), Method::Post, "/realms", &[], None).is_err());
+        let inside = Scope::InRealm("shop".into());
+        assert!(check(&inside, Method::Post, "/realms", &[], Some(r#"{"realm":"shop"}"#)).is_err());
+    }
+
+    #[test]
+    fn inside_a_realm_the_realm_itself_is_read_only() {
+        let inside = Scope::InRealm("shop".into());
+        assert!(check(&inside, Method::Get, "/realms/{realm}", &params(&["shop"]), None).is_ok());
+        assert!(check(&inside, Method::Delete, "/realms/{realm}", &params(&["shop"]), None).is_err());
+        assert!(
+            check(
+                &inside,
+                Method::Post,
+                "/realms/{realm}/clients",
+                &params(&["shop"]),
+                Some("{}")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn placeholder_count_must_match() {
+        assert!(matches!(
+            check(&owned(), Method::Get, "/realms/{realm}", &[], None),
+            Err(KeycloakError::Invalid(_))
+        ));
+    }
+}

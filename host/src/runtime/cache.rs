@@ -1,0 +1,98 @@
+//! Compiled components on disk, keyed by the component's digest and the
+//! engine's compatibility hash, so that a restart loads in a fraction of a
+//! millisecond instead of compiling again.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The on-disk cache of compiled components.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+    engine_key: String,
+}
+
+impl CompileCache {
+    /// A cache in `dir`, or none at all when `dir` is `None`.
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        CompileCache {
+            dir,
+            engine_key: format!("engine-{:016x}", hasher.finish()),
+        }
+    }
+
+    fn path_for(&self, digest_hex: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{digest_hex}-{}.cwasm", self.engine_key)))
+    }
+
+    /// The compiled component: from the cache when present and loadable,
+    /// else compiled and written back. A cache that cannot be written only
+    /// costs the next start a compile.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        digest_hex: &str,
+    ) -> wasmtime::Result<(Component, bool)> {
+        if let Some(path) = self.path_for(digest_hex) {
+            if path.exists() {
+                // SAFETY-relevant: the file is one this host wrote, named by
+                // the digest of its source and the engine's compatibility
+                // hash; wasmtime still checks its header and refuses a
+                // mismatched artifact, in which case we recompile.
+                match load_compiled(engine, &path) {
+                    Ok(component) => return Ok((component, true)),
+                    Err(error) => {
+                        tracing::warn!(%error, path = %path.display(), "ignoring unusable compiled component")
+                    }
+                }
+            }
+            let compiled = engine.precompile_component(bytes)?;
+            if let Err(error) = write_atomically(&path, &compiled) {
+                tracing::warn!(%error, path = %path.display(), "cannot write the compile cache");
+            }
+            // SAFETY: `compiled` was produced by this engine just now.
+            #[allow(unsafe_code)]
+            let component = unsafe { Component::deserialize(engine, &compiled)? };
+            return Ok((component, false));
+        }
+        Ok((Component::from_binary(engine, bytes)?, false))
+    }
+}
+
+#[allow(unsafe_code)]
+fn load_compiled(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see `load_or_compile`; the cache directory belongs to the host.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys_change_with_the_digest() {
+        let engine = Engine::default();
+        let cache = CompileCache::new(&engine, Some(PathBuf::from("/cache")));
+        let a = cache.path_for("aa").expect("path");
+        let b = cache.path_for("bb").expect("path");
+        assert_ne!(a, b);
+        assert!(a.to_string_lossy().contains(&cache.engine_key));
+    }
+}

@@ -1,0 +1,478 @@
+//! Loading a component (compile once per digest, link, pre-instantiate,
+//! describe, check) and calling it in a fresh store per call.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::cache::CompileCache;
+use super::engine::{Allocator, EngineSettings, RuntimeEngine};
+use super::imports::{CallContext, CallStats};
+use super::model::{
+    Capability, Description, FinalizeResponse, KeycloakScope, ReconcileError, ReconcileRequest, ReconcileResponse,
+};
+use super::store::{Budget, StoreState};
+use super::wit_v0_1 as v0_1;
+
+/// Limits and places of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Engine and pool.
+    pub engine: EngineSettings,
+    /// Where compiled components are kept; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Time a component may compute in one call (host imports excluded).
+    pub guest_time_limit: Duration,
+    /// Time one call may take in all, host imports included.
+    pub wall_time_limit: Duration,
+    /// Kinds of children any component may return.
+    pub allowed_child_kinds: BTreeSet<String>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            engine: EngineSettings::default(),
+            cache_dir: None,
+            guest_time_limit: Duration::from_secs(2),
+            wall_time_limit: Duration::from_secs(120),
+            allowed_child_kinds: default_child_kinds(),
+        }
+    }
+}
+
+/// Namespaced kinds a component may create as children by default. RBAC
+/// kinds are deliberately absent: a component must not grant permissions.
+pub fn default_child_kinds() -> BTreeSet<String> {
+    [
+        "v1/ConfigMap",
+        "v1/Secret",
+        "v1/Service",
+        "apps/v1/Deployment",
+        "apps/v1/StatefulSet",
+        "policy/v1/PodDisruptionBudget",
+        "networking.k8s.io/v1/Ingress",
+        "networking.k8s.io/v1/NetworkPolicy",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Why a component could not be loaded. A component that fails to load
+/// never replaces a working one.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a valid component for this engine.
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Compile {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        message: String,
+    },
+    /// Imports or exports do not match what the host provides.
+    #[error(
+        "{path} does not fit the host: {message} (a component targets keycloak-operator:reconciler@0.1 and may import only its interfaces and WASI io, clocks, random, cli and filesystem; no sockets or HTTP)"
+    )]
+    Link {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        message: String,
+    },
+    /// `describe` failed.
+    #[error("{path}: describe failed: {failure}")]
+    Describe {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        failure: CallFailure,
+    },
+    /// The component asks for more than it was granted.
+    #[error("{path} asks for capabilities it was not granted: {missing}")]
+    NotGranted {
+        /// File.
+        path: PathBuf,
+        /// The missing grants.
+        missing: String,
+    },
+    /// The description is unusable.
+    #[error("{path}: {message}")]
+    InvalidDescription {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why a call did not return normally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The component trapped (a panic, an unreachable instruction...).
+    #[error("component trapped: {0}")]
+    Trapped(String),
+    /// The component used up its time budget.
+    #[error("component exceeded its time budget ({guest_ms} ms of computation, {wall_ms} ms in all)")]
+    TimedOut {
+        /// Guest time used.
+        guest_ms: u128,
+        /// Wall time used.
+        wall_ms: u128,
+    },
+    /// The component asked for more memory than its cap.
+    #[error("component exceeded its memory limit of {limit_mib} MiB")]
+    OutOfMemory {
+        /// The cap.
+        limit_mib: usize,
+    },
+    /// No instance could be made (the pool is full, for example).
+    #[error("component could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// The runtime: engine, linker with the host's imports, compile cache.
+pub struct Runtime {
+    engine: RuntimeEngine,
+    linker: Linker<StoreState>,
+    cache: CompileCache,
+    settings: RuntimeSettings,
+}
+
+impl Runtime {
+    /// Builds the engine and the linker.
+    pub fn new(settings: RuntimeSettings) -> wasmtime::Result<Arc<Self>> {
+        let engine = RuntimeEngine::new(&settings.engine)?;
+        let mut linker = Linker::new(&engine.engine);
+        super::wasi::add_to_linker(&mut linker)?;
+        v0_1::add_to_linker(&mut linker)?;
+        let cache = CompileCache::new(&engine.engine, settings.cache_dir.clone());
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache,
+            settings,
+        }))
+    }
+
+    /// The allocator the engine uses.
+    pub fn allocator(&self) -> Allocator {
+        self.engine.allocator
+    }
+
+    /// Loads, checks and describes the component in `path`.
+    pub async fn load(
+        self: &Arc<Self>,
+        path: &Path,
+        grants: &BTreeSet<Capability>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path, grants).await
+    }
+
+    /// Loads a component from memory; `path` names it in errors.
+    pub async fn load_bytes(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        path: &Path,
+        grants: &BTreeSet<Capability>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let digest_hex = hex::encode(Sha256::digest(bytes));
+        let engine = self.engine.engine.clone();
+        let cache = self.cache.clone();
+        let owned = bytes.to_vec();
+        let key = digest_hex.clone();
+        // Compiling takes tens of milliseconds: keep it off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &owned, &key))
+            .await
+            .map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let (component, from_cache) = compiled.map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = v0_1::BindingsPre::new(pre).map_err(link_error)?;
+        let mut loaded = LoadedComponent {
+            description: placeholder_description(),
+            digest: format!("sha256:{digest_hex}"),
+            source: path.to_owned(),
+            grants: grants.clone(),
+            from_cache,
+            loaded_at: SystemTime::now(),
+            pre,
+            runtime: self.clone(),
+        };
+        let describe = CallContext::bare(path.display().to_string(), "describe");
+        loaded.description = loaded.describe(describe).await.map_err(|failure| LoadError::Describe {
+            path: path.to_owned(),
+            failure,
+        })?;
+        self.check(&loaded, path)?;
+        Ok(loaded)
+    }
+
+    fn check(&self, loaded: &LoadedComponent, path: &Path) -> Result<(), LoadError> {
+        let d = &loaded.description;
+        let invalid = |message: String| LoadError::InvalidDescription {
+            path: path.to_owned(),
+            message,
+        };
+        let dns_label = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        if !dns_label(&d.group) || !dns_label(&d.plural) || d.kind.is_empty() || d.versions.is_empty() {
+            return Err(invalid(format!(
+                "describe must name a group, kind, lower-case plural and at least one version (got group {:?}, kind {:?}, plural {:?}, versions {:?})",
+                d.group, d.kind, d.plural, d.versions
+            )));
+        }
+        let missing: Vec<String> = d
+            .capabilities
+            .iter()
+            .filter(|c| !loaded.grants.contains(c))
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(LoadError::NotGranted {
+                path: path.to_owned(),
+                missing: missing.join(", "),
+            });
+        }
+        if d.keycloak_scope != KeycloakScope::None && !d.capabilities.contains(&Capability::KeycloakAdmin) {
+            return Err(invalid("a Keycloak scope needs the keycloak-admin capability".into()));
+        }
+        if d.keycloak_scope == KeycloakScope::Instance
+            && (d.group != keycloak_operator_api::GROUP || d.kind != "Keycloak")
+        {
+            return Err(invalid(format!(
+                "only the {}/Keycloak kind may have the instance scope",
+                keycloak_operator_api::GROUP
+            )));
+        }
+        for child in &d.child_kinds {
+            let key = format!("{}/{}", child.api_version, child.kind);
+            if !self.settings.allowed_child_kinds.contains(&key) {
+                return Err(invalid(format!(
+                    "child kind {key} is not allowed (allowed: {})",
+                    self.settings
+                        .allowed_child_kinds
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn new_store(&self, call: CallContext, guest_limit: Duration) -> Store<StoreState> {
+        let budget = Budget::new(guest_limit, self.settings.wall_time_limit);
+        let state = StoreState::new(call, self.settings.engine.memory_limit_bytes, budget);
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        // Every epoch tick, check the budget; otherwise yield to the async
+        // runtime so that a spinning guest does not hold a worker thread.
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().budget.check() {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+fn placeholder_description() -> Description {
+    Description {
+        name: String::new(),
+        version: String::new(),
+        group: String::new(),
+        kind: String::new(),
+        plural: String::new(),
+        versions: Vec::new(),
+        child_kinds: Vec::new(),
+        capabilities: Vec::new(),
+        keycloak_scope: KeycloakScope::None,
+        finalizer: false,
+        crd: None,
+    }
+}
+
+/// A loaded, checked component, ready to be instantiated per call.
+pub struct LoadedComponent {
+    /// What it serves and needs.
+    pub description: Description,
+    /// `sha256:<hex>` of the component file.
+    pub digest: String,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+    /// Capabilities granted by configuration.
+    pub grants: BTreeSet<Capability>,
+    /// Whether the compiled code came from the disk cache.
+    pub from_cache: bool,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    pre: v0_1::BindingsPre<StoreState>,
+    runtime: Arc<Runtime>,
+}
+
+/// The outcome of one call and what it did.
+pub struct Called<T> {
+    /// The component's answer, or why there was none.
+    pub result: Result<T, CallFailure>,
+    /// What the call did with its imports.
+    pub stats: CallStats,
+}
+
+impl LoadedComponent {
+    /// `name@version (digest)`, for logs.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.description.name, self.description.version)
+    }
+
+    /// Identity recorded in resource status.
+    pub fn identity(&self) -> keycloak_operator_api::ComponentIdentity {
+        keycloak_operator_api::ComponentIdentity {
+            name: self.description.name.clone(),
+            version: self.description.version.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+
+    async fn instantiate(
+        &self,
+        call: CallContext,
+        guest_limit: Duration,
+    ) -> Result<(v0_1::Bindings, Store<StoreState>), CallFailure> {
+        let mut store = self.runtime.new_store(call, guest_limit);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(bindings) => Ok((bindings, store)),
+            Err(error) => Err(
+                classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes)
+                    .unwrap_or_else(|| CallFailure::Instantiate(format!("{error:#}"))),
+            ),
+        }
+    }
+
+    fn finish<T>(&self, store: Store<StoreState>, result: wasmtime::Result<T>) -> Called<T> {
+        let state = store.data();
+        let stderr = state.stderr();
+        if !stderr.is_empty() {
+            tracing::debug!(component = %self.label(), resource = %state.call.resource, stderr = %stderr, "component wrote to stderr");
+        }
+        let result = result.map_err(|error| {
+            classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes).unwrap_or_else(|| {
+                let mut message = format!("{error:#}");
+                if !stderr.is_empty() {
+                    message = format!("{message}; stderr: {stderr}");
+                }
+                CallFailure::Trapped(truncate(message, 600))
+            })
+        });
+        Called {
+            result,
+            stats: store.into_data().call.stats,
+        }
+    }
+
+    /// Calls `describe` in a fresh store.
+    pub async fn describe(&self, call: CallContext) -> Result<Description, CallFailure> {
+        let (bindings, mut store) = self.instantiate(call, self.runtime.settings.guest_time_limit).await?;
+        let result = v0_1::describe(&bindings, &mut store).await;
+        self.finish(store, result).result
+    }
+
+    /// Calls `reconcile` in a fresh store.
+    pub async fn reconcile(
+        &self,
+        call: CallContext,
+        request: &ReconcileRequest,
+    ) -> Called<Result<ReconcileResponse, ReconcileError>> {
+        let (bindings, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+            Ok(instance) => instance,
+            Err(failure) => {
+                return Called {
+                    result: Err(failure),
+                    stats: CallStats::default(),
+                };
+            }
+        };
+        let result = v0_1::reconcile(&bindings, &mut store, request).await;
+        self.finish(store, result)
+    }
+
+    /// Calls `finalize` in a fresh store.
+    pub async fn finalize(
+        &self,
+        call: CallContext,
+        request: &ReconcileRequest,
+    ) -> Called<Result<FinalizeResponse, ReconcileError>> {
+        let (bindings, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+            Ok(instance) => instance,
+            Err(failure) => {
+                return Called {
+                    result: Err(failure),
+                    stats: CallStats::default(),
+                };
+            }
+        };
+        let result = v0_1::finalize(&bindings, &mut store, request).await;
+        self.finish(store, result)
+    }
+}
+
+/// Names a failure the store's own bookkeeping explains: the deadline or
+/// the memory cap.
+fn classify(store: &Store<StoreState>, _error: &wasmtime::Error, memory_limit: usize) -> Option<CallFailure> {
+    let state = store.data();
+    if state.budget.timed_out {
+        let wall = state.budget.started.elapsed();
+        return Some(CallFailure::TimedOut {
+            guest_ms: wall.saturating_sub(state.budget.host_time).as_millis(),
+            wall_ms: wall.as_millis(),
+        });
+    }
+    if state.limiter.exceeded {
+        return Some(CallFailure::OutOfMemory {
+            limit_mib: memory_limit >> 20,
+        });
+    }
+    None
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if let Some((end, _)) = s.char_indices().nth(max) {
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,15 @@
+//! The component runtime: one wasmtime engine, components compiled once per
+//! digest, a fresh store per call, deadlines and memory caps per call, and a
+//! registry that swaps component versions atomically.
+
+pub mod cache;
+mod component;
+pub mod engine;
+pub mod imports;
+pub mod model;
+pub mod store;
+mod wasi;
+mod wit_v0_1;
+
+pub use component::{CallFailure, Called, LoadError, LoadedComponent, Runtime, RuntimeSettings, default_child_kinds};
+pub mod registry;

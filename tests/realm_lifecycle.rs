@@ -1,0 +1,580 @@
+//! Stories of a `KeycloakRealm`'s life, checked both in the resource's status
+//! and in what the real Keycloak holds.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
+use keycloak_operator_e2e::resources::{
+    apply, condition, delete, get, install_crds, keycloak, keycloak_kind, realm, realm_kind, wait_condition, wait_ready,
+};
+use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, eventually, kube_client, testbed, unique_name};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const OWNER_UID: &str = "keycloak.wasmop.dev/owner-uid";
+
+struct Bed {
+    client: kube::Client,
+    admin: KeycloakAdmin,
+    ns: TestNamespace,
+}
+
+async fn given_a_keycloak(prefix: &str) -> Result<Bed> {
+    let client = kube_client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    keycloak(&client, ns.name(), "sso", None, &[]).await?;
+    Ok(Bed {
+        client,
+        admin: KeycloakAdmin::connect().await?,
+        ns,
+    })
+}
+
+async fn realm_in_keycloak(admin: &KeycloakAdmin, name: &str) -> Result<Option<Value>> {
+    admin.get_json(&format!("/realms/{name}")).await
+}
+
+#[tokio::test]
+async fn a_realm_is_created_ready_and_kubectl_wait_sees_it() -> Result<()> {
+    let bed = given_a_keycloak("realm-create").await?;
+    let ns = bed.ns.name();
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let name = unique_name("shop");
+
+    // When a realm resource is applied
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "shop",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "The Shop", "settings": {"registrationAllowed": true}}),
+        ),
+    )
+    .await?;
+
+    // Then `kubectl wait` returns once it is Ready
+    let kubectl = std::path::Path::new(&std::env::var("TESTBED_BIN").unwrap_or_default()).join("kubectl");
+    let kubectl = if kubectl.exists() { kubectl } else { "kubectl".into() };
+    let status = tokio::process::Command::new(kubectl)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "keycloakrealm/shop",
+            "-n",
+            ns,
+            "--timeout=90s",
+        ])
+        .env("KUBECONFIG", &testbed().kubeconfig)
+        .status()
+        .await?;
+    assert!(status.success(), "kubectl wait --for=condition=Ready failed");
+
+    // And the status is current and names the component that did it
+    let object = wait_ready(&bed.client, &realm_kind(), ns, "shop").await?;
+    assert_eq!(object["status"]["observedGeneration"], object["metadata"]["generation"]);
+    assert_eq!(object["status"]["reconciledBy"]["name"], "keycloak-operator/realm");
+    assert!(
+        object["status"]["reconciledBy"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        condition(&object, "Stalled").map(|c| c["status"].clone()),
+        Some(json!("False"))
+    );
+    assert_eq!(
+        condition(&object, "Degraded").map(|c| c["status"].clone()),
+        Some(json!("False"))
+    );
+    assert_eq!(object["status"]["keycloak"], format!("{ns}/sso"));
+
+    // And Keycloak holds the realm as declared, owned by the resource
+    let held = realm_in_keycloak(&bed.admin, &name)
+        .await?
+        .expect("realm exists in Keycloak");
+    assert_eq!(held["displayName"], "The Shop");
+    assert_eq!(held["registrationAllowed"], true);
+    assert_eq!(held["attributes"][OWNER_UID], object["metadata"]["uid"]);
+    assert_eq!(object["status"]["realmId"], held["id"]);
+
+    // And the Keycloak resource reports the server's version
+    let kc = wait_ready(&bed.client, &keycloak_kind(), ns, "sso").await?;
+    assert!(
+        kc["status"]["version"].as_str().is_some_and(|v| v.starts_with("26.")),
+        "{}",
+        kc["status"]
+    );
+
+    delete(&bed.client, &realm_kind(), ns, "shop").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spec_change_is_applied_and_steady_state_sends_no_writes() -> Result<()> {
+    let bed = given_a_keycloak("realm-update").await?;
+    let ns = bed.ns.name();
+    let mut options = OperatorOptions::standard(&[ns]);
+    options.resync = "1s".into();
+    let operator = Operator::start(&options).await?;
+    let name = unique_name("update");
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("r", &name, "sso", None, json!({"displayName": "Before"})),
+    )
+    .await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
+
+    // When the spec changes
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "r",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "After", "settings": {"sslRequired": "all", "accessTokenLifespanSeconds": 600}}),
+        ),
+    )
+    .await?;
+
+    // Then Keycloak follows
+    wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
+    let held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
+    assert_eq!(held["displayName"], "After");
+    assert_eq!(held["sslRequired"], "all");
+    assert_eq!(held["accessTokenLifespan"], 600);
+
+    // And with nothing to change, resyncs only read
+    let writes = |text: &str| -> f64 {
+        ["PUT", "POST", "DELETE"]
+            .iter()
+            .map(|m| {
+                keycloak_operator_e2e::operator::sum_metric(
+                    text,
+                    "keycloak_operator_keycloak_requests_total",
+                    &[("method", m)],
+                )
+            })
+            .sum()
+    };
+    let reads = |text: &str| {
+        keycloak_operator_e2e::operator::sum_metric(
+            text,
+            "keycloak_operator_keycloak_requests_total",
+            &[("method", "GET")],
+        )
+    };
+    let before = operator.metrics().await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = operator.metrics().await?;
+    assert!(
+        reads(&after) > reads(&before) + 2.0,
+        "resyncs happened (reads {} → {})",
+        reads(&before),
+        reads(&after)
+    );
+    assert_eq!(writes(&after), writes(&before), "no write to Keycloak in steady state");
+    delete(&bed.client, &realm_kind(), ns, "r").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_made_in_keycloak_is_reverted_at_the_next_resync() -> Result<()> {
+    let bed = given_a_keycloak("realm-drift").await?;
+    let ns = bed.ns.name();
+    let mut options = OperatorOptions::standard(&[ns]);
+    options.resync = "2s".into();
+    let operator = Operator::start(&options).await?;
+    let name = unique_name("drift");
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "r",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "Declared", "settings": {"registrationAllowed": false}}),
+        ),
+    )
+    .await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
+
+    // When someone changes managed fields in Keycloak, and an unmanaged one
+    let mut held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
+    held["displayName"] = json!("Changed by hand");
+    held["registrationAllowed"] = json!(true);
+    held["loginWithEmailAllowed"] = json!(false);
+    held["attributes"]["added-by-hand"] = json!("yes");
+    bed.admin
+        .expect(
+            Method::PUT,
+            &format!("/realms/{name}"),
+            Some(&held),
+            StatusCode::NO_CONTENT,
+        )
+        .await?;
+
+    // Then the managed fields are put back, the unmanaged one is left alone
+    eventually(
+        "the drift to be reverted",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
+            Ok((held["displayName"] == "Declared" && held["registrationAllowed"] == false).then_some(()))
+        },
+    )
+    .await?;
+    let held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
+    assert_eq!(held["loginWithEmailAllowed"], false, "unmanaged fields are not touched");
+    assert_eq!(
+        held["attributes"]["added-by-hand"], "yes",
+        "unmanaged attributes are not touched"
+    );
+
+    // And the correction is counted
+    assert!(
+        operator
+            .metric("keycloak_operator_drift_corrections_total", &[])
+            .await?
+            >= 2.0
+    );
+    delete(&bed.client, &realm_kind(), ns, "r").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_follows_the_deletion_policy() -> Result<()> {
+    let bed = given_a_keycloak("realm-delete").await?;
+    let ns = bed.ns.name();
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let kept = unique_name("kept");
+    let removed = unique_name("removed");
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("kept", &kept, "sso", None, json!({})),
+    )
+    .await?;
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("removed", &removed, "sso", None, json!({"deletionPolicy": "Delete"})),
+    )
+    .await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "kept").await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "removed").await?;
+
+    // When both resources are deleted
+    delete(&bed.client, &realm_kind(), ns, "kept").await?;
+    delete(&bed.client, &realm_kind(), ns, "removed").await?;
+    for resource in ["kept", "removed"] {
+        eventually(
+            "the resource to be gone",
+            Duration::from_secs(30),
+            Duration::from_millis(250),
+            || async {
+                Ok(get(&bed.client, &realm_kind(), ns, resource)
+                    .await?
+                    .is_none()
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+
+    // Then the retained realm and its data stay, released for adoption
+    let held = realm_in_keycloak(&bed.admin, &kept)
+        .await?
+        .expect("a retained realm stays in Keycloak");
+    assert_eq!(
+        held["attributes"][OWNER_UID].as_str().unwrap_or_default(),
+        "",
+        "ownership is released"
+    );
+    // And the other is gone from Keycloak
+    assert!(
+        realm_in_keycloak(&bed.admin, &removed).await?.is_none(),
+        "deletionPolicy Delete removes the realm"
+    );
+    bed.admin
+        .request(Method::DELETE, &format!("/realms/{kept}"), None)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_resources_naming_one_realm_conflict_and_the_first_keeps_it() -> Result<()> {
+    let bed = given_a_keycloak("realm-conflict").await?;
+    let ns = bed.ns.name();
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let name = unique_name("contested");
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("first", &name, "sso", None, json!({"displayName": "First"})),
+    )
+    .await?;
+    let first = wait_ready(&bed.client, &realm_kind(), ns, "first").await?;
+
+    // When a second resource names the same realm
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("second", &name, "sso", None, json!({"displayName": "Second"})),
+    )
+    .await?;
+
+    // Then it is stalled with reason Conflict, and the realm is untouched
+    let second = wait_condition(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        "second",
+        "Ready=False/Conflict",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(
+        condition(&second, "Stalled").map(|c| c["status"].clone()),
+        Some(json!("True"))
+    );
+    let held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
+    assert_eq!(held["displayName"], "First");
+    assert_eq!(held["attributes"][OWNER_UID], first["metadata"]["uid"]);
+
+    // And deleting the loser (with policy Delete) does not delete the winner's realm
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "second",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "Second", "deletionPolicy": "Delete"}),
+        ),
+    )
+    .await?;
+    delete(&bed.client, &realm_kind(), ns, "second").await?;
+    eventually(
+        "the second resource to be gone",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            Ok(get(&bed.client, &realm_kind(), ns, "second")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await?;
+    assert!(
+        realm_in_keycloak(&bed.admin, &name).await?.is_some(),
+        "the first resource's realm survives"
+    );
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "first",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "First", "deletionPolicy": "Delete"}),
+        ),
+    )
+    .await?;
+    delete(&bed.client, &realm_kind(), ns, "first").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_existing_realm_is_adopted_only_on_request() -> Result<()> {
+    let bed = given_a_keycloak("realm-adopt").await?;
+    let ns = bed.ns.name();
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let name = unique_name("legacy");
+    bed.admin
+        .expect(
+            Method::POST,
+            "/realms",
+            Some(&json!({"realm": name, "enabled": true, "displayName": "Hand made"})),
+            StatusCode::CREATED,
+        )
+        .await?;
+
+    // When a resource names it without opting in
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("legacy", &name, "sso", None, json!({"displayName": "Managed"})),
+    )
+    .await?;
+
+    // Then it is refused and the realm is untouched
+    wait_condition(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        "legacy",
+        "Ready=False/AdoptionRequired",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(
+        realm_in_keycloak(&bed.admin, &name).await?.expect("exists")["displayName"],
+        "Hand made"
+    );
+
+    // When it opts in
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm(
+            "legacy",
+            &name,
+            "sso",
+            None,
+            json!({"displayName": "Managed", "adoptExisting": true, "deletionPolicy": "Delete"}),
+        ),
+    )
+    .await?;
+
+    // Then the realm is taken over
+    let object = wait_ready(&bed.client, &realm_kind(), ns, "legacy").await?;
+    let held = realm_in_keycloak(&bed.admin, &name).await?.expect("exists");
+    assert_eq!(held["displayName"], "Managed");
+    assert_eq!(held["attributes"][OWNER_UID], object["metadata"]["uid"]);
+    delete(&bed.client, &realm_kind(), ns, "legacy").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_namespace_the_keycloak_does_not_allow_is_refused_without_a_keycloak_call() -> Result<()> {
+    let client = kube_client().await?;
+    install_crds(&client).await?;
+    let platform = TestNamespace::create(&client, "platform").await?;
+    let team = TestNamespace::create(&client, "team").await?;
+    keycloak(&client, platform.name(), "shared", None, &[]).await?;
+    let admin = KeycloakAdmin::connect().await?;
+    let operator = Operator::start(&OperatorOptions::standard(&[platform.name(), team.name()])).await?;
+    wait_ready(&client, &keycloak_kind(), platform.name(), "shared").await?;
+    let name = unique_name("sneaky");
+
+    // When a team's realm references the platform's Keycloak, which does not allow the team
+    apply(
+        &client,
+        &realm_kind(),
+        team.name(),
+        realm("sneaky", &name, "shared", Some(platform.name()), json!({})),
+    )
+    .await?;
+
+    // Then it is refused with a clear condition
+    let object = wait_condition(
+        &client,
+        &realm_kind(),
+        team.name(),
+        "sneaky",
+        "Ready=False/NamespaceNotAllowed",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert!(
+        condition(&object, "Ready")
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or_default()
+            .contains(platform.name())
+    );
+    assert_eq!(
+        condition(&object, "Stalled").map(|c| c["status"].clone()),
+        Some(json!("True"))
+    );
+    // And no request about realms reached Keycloak
+    let realm_requests = operator
+        .metric(
+            "keycloak_operator_keycloak_requests_total",
+            &[("route", "/realms/{realm}")],
+        )
+        .await?;
+    assert_eq!(realm_requests, 0.0);
+    assert!(realm_in_keycloak(&admin, &name).await?.is_none());
+
+    // When the platform team allows the team's namespace by label
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    namespaces
+        .patch(
+            team.name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"sso.example.com/tenant": "yes"}}})),
+        )
+        .await?;
+    apply(
+        &client,
+        &keycloak_kind(),
+        platform.name(),
+        json!({
+            "apiVersion": "keycloak.wasmop.dev/v1alpha1",
+            "kind": "Keycloak",
+            "metadata": {"name": "shared"},
+            "spec": {
+                "external": {"url": testbed().keycloak_url, "adminCredentials": {"secretName": "shared-admin"}},
+                "realms": {"allowedNamespaces": {"selector": {"matchLabels": {"sso.example.com/tenant": "yes"}}}},
+            },
+        }),
+    )
+    .await?;
+
+    // Then the realm is created without touching the realm resource
+    wait_ready(&client, &realm_kind(), team.name(), "sneaky").await?;
+    assert!(realm_in_keycloak(&admin, &name).await?.is_some());
+    apply(
+        &client,
+        &realm_kind(),
+        team.name(),
+        realm(
+            "sneaky",
+            &name,
+            "shared",
+            Some(platform.name()),
+            json!({"deletionPolicy": "Delete"}),
+        ),
+    )
+    .await?;
+    delete(&client, &realm_kind(), team.name(), "sneaky").await?;
+    eventually(
+        "the realm resource to be gone",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async {
+            Ok(get(&client, &realm_kind(), team.name(), "sneaky")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}

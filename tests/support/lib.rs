@@ -1,0 +1,6 @@
+//! Support code shared by the end-to-end tests.
+
+pub mod operator;
+pub mod proxy;
+pub mod resources;
+pub mod testbed;

@@ -8,7 +8,7 @@ WASM_TARGET := wasm32-wasip2
 # Components shipped with the operator, and the test-only ones the end-to-end
 # tests load next to them.
 COMPONENTS := realm-component keycloak-component
-TEST_COMPONENTS := chaos-component realm-v2-component
+TEST_COMPONENTS := chaos-component realm-v2-component noop-component
 COMPONENT_DIR := target/$(WASM_TARGET)/component
 
 .PHONY: help

@@ -157,7 +157,7 @@ impl Default for KeycloakConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Memory cap of one component instance, MiB.
-    #[serde(default = "defaults::memory_mib")]
+    #[serde(default = "defaults::memory_mib", rename = "memoryLimitMiB")]
     pub memory_limit_mib: usize,
     /// Computation time of one call (host calls excluded).
     #[serde(default = "defaults::guest_time", with = "duration")]
@@ -315,7 +315,9 @@ mod defaults {
         3
     }
     pub fn request_timeout() -> Duration {
-        Duration::from_secs(10)
+        // Creating a realm takes Keycloak seconds, more on a busy machine; a
+        // timeout shorter than that turns a slow success into a retry.
+        Duration::from_secs(30)
     }
     pub fn rate_limit() -> f64 {
         200.0

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::testbed::{eventually, http_client, repo_root, testbed, unique_name};
+use crate::testbed::{http_client, repo_root, testbed, unique_name};
 
 /// A component shipped or built for the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,7 @@ fn free_port() -> Result<u16> {
 impl Operator {
     /// Starts an operator and waits until it is ready.
     pub async fn start(options: &OperatorOptions) -> Result<Self> {
-        let operator = Self::spawn(options, "operator").await?;
+        let mut operator = Self::spawn(options, "operator").await?;
         operator.wait_ready().await?;
         Ok(operator)
     }
@@ -184,30 +184,27 @@ impl Operator {
         })
     }
 
-    /// Waits until `/readyz` answers 200.
-    pub async fn wait_ready(&self) -> Result<()> {
+    /// Waits until `/readyz` answers 200; fails at once if the process exits.
+    pub async fn wait_ready(&mut self) -> Result<()> {
         let http = http_client();
         let url = format!("{}/readyz", self.http);
-        eventually(
-            "the operator to become ready",
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    Ok(http
-                        .get(&url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ()))
-                }
-            },
-        )
-        .await
-        .with_context(|| format!("see {}", self.log_path().display()))
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                bail!("the operator exited ({status}) before it was ready:\n{log}");
+            }
+            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "the operator did not become ready within 60s; see {}",
+                    self.log_path().display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The log file.

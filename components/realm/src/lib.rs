@@ -65,67 +65,90 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     let owner = Owner::of(&request);
     let desired = desired_representation(&resource.spec, &owner, options.extra_attributes);
 
-    let (current, response) = match keycloak::get(REALM, &[name])? {
-        None => {
-            keycloak::create("/realms", &[], &desired)?;
-            let created = keycloak::get(REALM, &[name])?.ok_or_else(|| {
+    let existing = match keycloak::get(REALM, &[name])? {
+        Some(existing) => existing,
+        None => match create(name, &desired)? {
+            Some(created) => {
+                let response = ready(name).event("RealmCreated", "Create", format!("Created realm {name}"));
+                return Ok(with_status(response, &created, &request));
+            }
+            // It appeared meanwhile (another resource, or an earlier attempt
+            // of ours that timed out): judge it like any existing realm.
+            None => keycloak::get(REALM, &[name])?.ok_or_else(|| {
                 transient(
                     "RealmNotFound",
-                    format!("realm {name} was created but cannot be read back"),
+                    format!("realm {name} is neither creatable nor readable"),
                 )
-            })?;
-            let response = ready(name).event("RealmCreated", "Create", format!("Created realm {name}"));
-            (created, response)
-        }
-        Some(current) => match owner.check(current.get("attributes")) {
-            Ownership::Other(other) => {
-                return Err(permanent(
-                    "Conflict",
-                    format!("realm {name} is already managed by {other}; it is left untouched"),
-                ));
-            }
-            Ownership::Unowned if !resource.spec.adopt_existing => {
-                return Err(permanent(
-                    "AdoptionRequired",
-                    format!(
-                        "realm {name} already exists in Keycloak and no resource manages it; \
-                         set spec.adoptExisting to true to take it over"
-                    ),
-                ));
-            }
-            Ownership::Unowned => {
-                keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &current))?;
-                let response = ready(name).event("RealmAdopted", "Adopt", format!("Adopted existing realm {name}"));
-                (current, response)
-            }
-            Ownership::Ours => {
-                let drifted = keycloak_operator_sdk::diff::drifted_fields(&desired, &current);
-                let response = if drifted.is_empty() {
-                    ready(name)
-                } else {
-                    keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &current))?;
-                    if request.spec_unchanged_since_last_reconcile() {
-                        let fields = drifted.join(", ");
-                        ready(name)
-                            .event(
-                                "DriftCorrected",
-                                "Update",
-                                format!("Reverted changes made in Keycloak to {fields}"),
-                            )
-                            .drift_corrected(drifted)
-                    } else {
-                        ready(name).event("RealmUpdated", "Update", format!("Updated realm {name}"))
-                    }
-                };
-                (current, response)
-            }
+            })?,
         },
     };
+    let response = match owner.check(existing.get("attributes")) {
+        Ownership::Other(other) => {
+            return Err(permanent(
+                "Conflict",
+                format!("realm {name} is already managed by {other}; it is left untouched"),
+            ));
+        }
+        Ownership::Unowned if !resource.spec.adopt_existing => {
+            return Err(permanent(
+                "AdoptionRequired",
+                format!(
+                    "realm {name} already exists in Keycloak and no resource manages it; \
+                     set spec.adoptExisting to true to take it over"
+                ),
+            ));
+        }
+        Ownership::Unowned => {
+            keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &existing))?;
+            ready(name).event("RealmAdopted", "Adopt", format!("Adopted existing realm {name}"))
+        }
+        Ownership::Ours => converge(name, &desired, &existing, &request)?,
+    };
+    Ok(with_status(response, &existing, &request))
+}
 
-    Ok(response.status(json!({
-        "realmId": current.get("id").and_then(Value::as_str),
+/// Writes the managed fields that differ, if any: steady state only reads.
+fn converge(name: &str, desired: &Value, existing: &Value, request: &Request) -> Result<Response, ReconcileError> {
+    let drifted = keycloak_operator_sdk::diff::drifted_fields(desired, existing);
+    if drifted.is_empty() {
+        return Ok(ready(name));
+    }
+    keycloak::update(REALM, &[name], &keeping_other_attributes(desired, existing))?;
+    if request.spec_unchanged_since_last_reconcile() {
+        let fields = drifted.join(", ");
+        Ok(ready(name)
+            .event(
+                "DriftCorrected",
+                "Update",
+                format!("Reverted changes made in Keycloak to {fields}"),
+            )
+            .drift_corrected(drifted))
+    } else {
+        Ok(ready(name).event("RealmUpdated", "Update", format!("Updated realm {name}")))
+    }
+}
+
+/// Creates the realm and reads it back; `None` when Keycloak answers that
+/// it exists already (409).
+fn create(name: &str, desired: &Value) -> Result<Option<Value>, ReconcileError> {
+    let reply = keycloak::send(keycloak::Method::Post, "/realms", &[], &[], Some(desired))?;
+    match reply.status {
+        409 => Ok(None),
+        s if (200..300).contains(&s) => keycloak::get(REALM, &[name])?.map(Some).ok_or_else(|| {
+            transient(
+                "RealmNotFound",
+                format!("realm {name} was created but cannot be read back"),
+            )
+        }),
+        _ => Err(keycloak::unexpected(&format!("creating realm {name}"), &reply)),
+    }
+}
+
+fn with_status(response: Response, realm: &Value, request: &Request) -> Response {
+    response.status(json!({
+        "realmId": realm.get("id").and_then(Value::as_str),
         "keycloak": request.target.as_ref().map(|t| t.keycloak.as_str()),
-    })))
+    }))
 }
 
 /// The update body with the realm's other attributes carried over: Keycloak

@@ -50,7 +50,7 @@ impl Default for KeycloakSettings {
             circuit: CircuitSettings::default(),
             max_attempts: 3,
             retry_base: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             rate_limit: 200.0,
             burst: 100,
         }

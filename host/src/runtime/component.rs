@@ -391,10 +391,17 @@ impl LoadedComponent {
         }
         let result = result.map_err(|error| {
             classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes).unwrap_or_else(|| {
-                let mut message = format!("{error:#}");
-                if !stderr.is_empty() {
-                    message = format!("{message}; stderr: {stderr}");
-                }
+                // The trap itself, not wasmtime's backtrace; the guest's own
+                // words (a panic message) first when it left any.
+                let trap = error
+                    .downcast_ref::<wasmtime::Trap>()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| error.root_cause().to_string());
+                let message = if stderr.is_empty() {
+                    trap
+                } else {
+                    format!("{stderr} ({trap})")
+                };
                 CallFailure::Trapped(truncate(message, 600))
             })
         });

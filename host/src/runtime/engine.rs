@@ -18,6 +18,10 @@ pub struct EngineSettings {
     pub memory_limit_bytes: usize,
     /// How often the epoch advances; the granularity of deadlines.
     pub epoch_tick: Duration,
+    /// Keep pool slots' pages resident between instances (reset with
+    /// PAGEMAP_SCAN where the kernel has it) instead of returning them to
+    /// the kernel after every call.
+    pub keep_resident: bool,
 }
 
 impl Default for EngineSettings {
@@ -27,6 +31,7 @@ impl Default for EngineSettings {
             max_instances: 256,
             memory_limit_bytes: 64 << 20,
             epoch_tick: Duration::from_millis(10),
+            keep_resident: true,
         }
     }
 }
@@ -115,14 +120,16 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .max_core_instances_per_component(16)
             .max_memories_per_component(4)
             .max_tables_per_component(8)
-            .max_memory_size(settings.memory_limit_bytes)
+            .max_memory_size(settings.memory_limit_bytes);
+        if settings.keep_resident {
             // Reuse slots without returning their pages to the kernel each
             // time; measured to matter (see docs/benchmarks.md). Keeping pages
             // resident is only cheap with PAGEMAP_SCAN (Linux 6.7+), which
             // resets just the pages a guest touched.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(Enabled::Auto);
+            pool.linear_memory_keep_resident(8 << 20)
+                .table_keep_resident(1 << 20)
+                .pagemap_scan(Enabled::Auto);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

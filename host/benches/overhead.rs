@@ -21,6 +21,9 @@ use keycloak_operator::runtime::model::{
 use keycloak_operator::runtime::{LoadedComponent, Runtime, RuntimeSettings};
 use serde_json::json;
 
+/// A measured case: its name, the component, and its Keycloak.
+type Case<'a> = (&'a str, &'a Arc<LoadedComponent>, Option<Arc<dyn KeycloakGateway>>);
+
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 20_000;
 
@@ -203,7 +206,7 @@ async fn main() {
                 .await
                 .expect("realm component"),
         );
-        let cases: [(&str, &Arc<LoadedComponent>, Option<Arc<dyn KeycloakGateway>>); 2] = [
+        let cases: [Case<'_>; 2] = [
             ("noop (host only)", &noop, None),
             ("realm, steady state", &realm, Some(canned.clone())),
         ];

@@ -100,5 +100,8 @@ macro_rules! export_reconciler {
             }
     $crate::bindings::export!(ExportedReconciler with_types_in $crate::bindings);
         };
+        // Natively the type is still used, so builds stay free of dead code.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::Description = <$component as $crate::Reconciler>::describe;
     };
 }

@@ -31,6 +31,19 @@ components: ## build the reconciler components for wasm32-wasip2
 build: components ## build the host and the components
 	$(CARGO) build --release --workspace
 
+.PHONY: demo
+demo: build testbed-up ## the quickstart: test bed, CRDs, operator, examples/quickstart/, Ready, the realm in Keycloak
+	examples/quickstart/demo.sh
+
+.PHONY: crds
+crds: ## regenerate crds/ from the Rust types in api/
+	$(CARGO) run --release -p keycloak-operator -- crds --out crds
+
+.PHONY: bench
+bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms against the real Keycloak
+	$(CARGO) bench -p keycloak-operator --bench overhead
+	$(CARGO) bench -p keycloak-operator-e2e --bench realms
+
 .PHONY: test
 test: build testbed-up ## run every test (unit and end-to-end, against the test bed)
 	source .testbed/env && $(CARGO) test --release --workspace

@@ -578,3 +578,74 @@ async fn a_namespace_the_keycloak_does_not_allow_is_refused_without_a_keycloak_c
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_namespace_over_its_realm_quota_is_refused_and_the_oldest_realm_is_served() -> Result<()> {
+    let client = kube_client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "realm-quota").await?;
+    let ns = ns.name();
+    keycloak(&client, ns, "sso", None, &[]).await?;
+    // Given a Keycloak that allows one realm per namespace
+    apply(
+        &client,
+        &keycloak_kind(),
+        ns,
+        json!({
+            "apiVersion": "keycloak.wasmop.dev/v1alpha1",
+            "kind": "Keycloak",
+            "metadata": {"name": "sso"},
+            "spec": {
+                "external": {"url": testbed().keycloak_url, "adminCredentials": {"secretName": "sso-admin"}},
+                "realms": {"maxPerNamespace": 1},
+            },
+        }),
+    )
+    .await?;
+    let admin = KeycloakAdmin::connect().await?;
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let (first, second) = (unique_name("quota-a"), unique_name("quota-b"));
+    apply(
+        &client,
+        &realm_kind(),
+        ns,
+        realm("first", &first, "sso", None, json!({"deletionPolicy": "Delete"})),
+    )
+    .await?;
+    wait_ready(&client, &realm_kind(), ns, "first").await?;
+
+    // When a second realm is applied in the same namespace
+    apply(
+        &client,
+        &realm_kind(),
+        ns,
+        realm("second", &second, "sso", None, json!({"deletionPolicy": "Delete"})),
+    )
+    .await?;
+
+    // Then it is refused, and never created in Keycloak
+    wait_condition(
+        &client,
+        &realm_kind(),
+        ns,
+        "second",
+        "Ready=False/QuotaExceeded",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert!(realm_in_keycloak(&admin, &second).await?.is_none());
+
+    // When the first is deleted, the second takes its place
+    delete(&client, &realm_kind(), ns, "first").await?;
+    wait_ready(&client, &realm_kind(), ns, "second").await?;
+    assert!(realm_in_keycloak(&admin, &second).await?.is_some());
+    delete(&client, &realm_kind(), ns, "second").await?;
+    eventually(
+        "the realm resource to be gone",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async { Ok(get(&client, &realm_kind(), ns, "second").await?.is_none().then_some(())) },
+    )
+    .await?;
+    Ok(())
+}

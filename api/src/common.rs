@@ -81,8 +81,6 @@ pub mod condition_types {
 pub mod reasons {
     /// Converged.
     pub const RECONCILED: &str = "Reconciled";
-    /// A reconcile is under way for a new generation.
-    pub const PROGRESSING: &str = "Progressing";
     /// Keycloak could not be reached, or its circuit breaker is open.
     pub const KEYCLOAK_UNAVAILABLE: &str = "KeycloakUnavailable";
     /// The host could not authenticate to Keycloak.
@@ -101,8 +99,6 @@ pub mod reasons {
     pub const COMPONENT_OUT_OF_MEMORY: &str = "ComponentOutOfMemory";
     /// The component asked for a Keycloak path outside the resource's scope.
     pub const SCOPE_VIOLATION: &str = "ScopeViolation";
-    /// No component is loaded for the kind.
-    pub const NO_COMPONENT: &str = "NoComponent";
     /// The component returned children or status the host cannot apply.
     pub const INVALID_COMPONENT_OUTPUT: &str = "InvalidComponentOutput";
     /// The Kubernetes API refused a write.

@@ -16,7 +16,7 @@ pub use common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectRefer
 pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,
 };
-pub use realm::{KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, RealmSettings, SslRequired};
+pub use realm::{ClientPlacement, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, RealmSettings, SslRequired};
 
 /// The API group of every kind the operator serves.
 pub const GROUP: &str = "keycloak.wasmop.dev";

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ComponentIdentity, DeletionPolicy, ObjectReference};
+use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference};
 
 /// A realm in a Keycloak.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -71,6 +71,24 @@ pub struct KeycloakRealmSpec {
     /// and left untouched.
     #[serde(default)]
     pub adopt_existing: bool,
+    /// Which namespaces may place clients in this realm, and how many.
+    #[serde(default)]
+    pub clients: ClientPlacement,
+}
+
+/// Which namespaces may place `KeycloakClient`s in a realm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientPlacement {
+    /// Namespaces allowed to reference this realm from a `KeycloakClient`,
+    /// besides the realm resource's own.
+    #[serde(default)]
+    pub allowed_namespaces: NamespacePolicy,
+    /// Largest number of clients in this realm, from all namespaces together;
+    /// unlimited when unset. The oldest clients are served first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_clients: Option<u32>,
 }
 
 fn default_realm_deletion_policy() -> DeletionPolicy {

@@ -137,6 +137,13 @@ pub struct KeycloakConfig {
     /// Burst per instance.
     #[serde(default = "defaults::burst")]
     pub burst: u32,
+    /// Requests in flight at once per instance.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// Writes in flight at once per instance (realm creation and deletion
+    /// are expensive for Keycloak).
+    #[serde(default = "defaults::max_concurrent_writes")]
+    pub max_concurrent_writes: usize,
 }
 
 impl Default for KeycloakConfig {
@@ -148,6 +155,8 @@ impl Default for KeycloakConfig {
             request_timeout: defaults::request_timeout(),
             rate_limit: defaults::rate_limit(),
             burst: defaults::burst(),
+            max_in_flight: defaults::max_in_flight(),
+            max_concurrent_writes: defaults::max_concurrent_writes(),
         }
     }
 }
@@ -257,8 +266,8 @@ impl HostConfig {
         if config.leader_election.renew_grace >= config.leader_election.lease_duration {
             return Err(invalid("leaderElection.renewGrace must be shorter than leaseDuration"));
         }
-        if config.resync_period < Duration::from_secs(1) {
-            return Err(invalid("resyncPeriod must be at least 1s"));
+        if config.resync_period < Duration::from_millis(100) {
+            return Err(invalid("resyncPeriod must be at least 100ms"));
         }
         if config.keycloak.max_attempts == 0 || config.keycloak.failure_threshold == 0 {
             return Err(invalid(
@@ -324,6 +333,12 @@ mod defaults {
     }
     pub fn burst() -> u32 {
         100
+    }
+    pub fn max_in_flight() -> usize {
+        16
+    }
+    pub fn max_concurrent_writes() -> usize {
+        4
     }
     pub fn memory_mib() -> usize {
         64

@@ -70,6 +70,8 @@ fn keycloak_settings(config: &HostConfig) -> KeycloakSettings {
         request_timeout: k.request_timeout,
         rate_limit: k.rate_limit,
         burst: k.burst,
+        max_in_flight: k.max_in_flight,
+        max_concurrent_writes: k.max_concurrent_writes,
         ..KeycloakSettings::default()
     }
 }

@@ -164,9 +164,25 @@ impl KindController {
         self.enqueue_all();
         loop {
             match changes.recv().await {
-                Ok(key) => self.queue.add(key),
+                Ok(key) => {
+                    let gone = self.parent.get(&key).is_none_or(|o| o.metadata.deletion_timestamp.is_some());
+                    self.queue.add(key);
+                    if gone {
+                        self.enqueue_refused_by_quota();
+                    }
+                }
                 Err(RecvError::Lagged(_)) => self.enqueue_all(),
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// A resource going away frees a quota slot: the ones waiting for one
+    /// are looked at again now rather than at their next resync.
+    fn enqueue_refused_by_quota(&self) {
+        for object in self.parent.list() {
+            if status::current_ready_reason(object.data.get("status")).as_deref() == Some(keycloak_operator_api::reasons::QUOTA_EXCEEDED) {
+                self.queue.add(ObjectKey::of(&object));
             }
         }
     }

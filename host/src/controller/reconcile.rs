@@ -230,7 +230,11 @@ impl KindController {
                 }
             }
         }
-        let resolved = match self.shared.references.resolve(&object, description.keycloak_scope) {
+        let resolved = match self
+            .shared
+            .references
+            .resolve(&object, description.keycloak_scope, &self.parent)
+        {
             Ok(resolved) => resolved,
             Err(refusal) => return (Self::refused(refusal), CallStats::default()),
         };
@@ -400,7 +404,7 @@ impl KindController {
             match self
                 .shared
                 .references
-                .resolve(object, component.description.keycloak_scope)
+                .resolve(object, component.description.keycloak_scope, &self.parent)
             {
                 // Never block deletion on a Keycloak or realm that is gone.
                 Err(Refusal::Missing(detail)) | Err(Refusal::Denied(detail)) | Err(Refusal::Invalid(detail)) => {

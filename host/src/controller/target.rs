@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keycloak_operator_api::{Keycloak, NamespacePolicy, reasons};
+use keycloak_operator_api::{Keycloak, KeycloakRealm, NamespacePolicy, reasons};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -136,13 +136,19 @@ impl References {
     }
 
     /// Resolves the target of `object` for a kind with `scope`; `None` for
-    /// kinds that never talk to Keycloak.
-    pub fn resolve(&self, object: &DynamicObject, scope: KeycloakScope) -> Result<Option<Resolved>, Refusal> {
+    /// kinds that never talk to Keycloak. `peers` holds the objects of the
+    /// same kind, which quotas are counted among.
+    pub fn resolve(
+        &self,
+        object: &DynamicObject,
+        scope: KeycloakScope,
+        peers: &Informer,
+    ) -> Result<Option<Resolved>, Refusal> {
         match scope {
             KeycloakScope::None => Ok(None),
             KeycloakScope::Instance => self.resolve_instance(object).map(Some),
-            KeycloakScope::Realm => self.resolve_realm_owner(object).map(Some),
-            KeycloakScope::InRealm => self.resolve_in_realm(object).map(Some),
+            KeycloakScope::Realm => self.resolve_realm_owner(object, Some(peers)).map(Some),
+            KeycloakScope::InRealm => self.resolve_in_realm(object, peers).map(Some),
         }
     }
 
@@ -167,7 +173,7 @@ impl References {
     /// A resource that owns a realm on a `Keycloak` (`spec.keycloakRef`,
     /// `spec.realmName`): the Keycloak must allow its namespace, and the
     /// namespace must be within the Keycloak's realm quota.
-    fn resolve_realm_owner(&self, object: &DynamicObject) -> Result<Resolved, Refusal> {
+    fn resolve_realm_owner(&self, object: &DynamicObject, peers: Option<&Informer>) -> Result<Resolved, Refusal> {
         let namespace = object.namespace().unwrap_or_default();
         let keycloak_key = reference(object, "keycloakRef")?;
         let realm = spec_str(object, "/spec/realmName")
@@ -183,9 +189,12 @@ impl References {
                 ),
             )));
         }
-        if let Some(max) = placement.max_per_namespace {
-            let position = self.position_among_realms_of(object, &keycloak_key);
-            if position >= max as usize {
+        if let (Some(max), Some(peers)) = (placement.max_per_namespace, peers) {
+            let same_namespace_and_keycloak = |peer: &DynamicObject| {
+                peer.namespace().as_deref() == Some(namespace.as_str())
+                    && reference(peer, "keycloakRef").is_ok_and(|k| k == keycloak_key)
+            };
+            if position_among(object, peers, same_namespace_and_keycloak) >= max as usize {
                 return Err(Refusal::Denied(Detail::new(
                     reasons::QUOTA_EXCEEDED,
                     format!(
@@ -207,48 +216,27 @@ impl References {
         })
     }
 
-    /// Where `object` stands among the live realms of its namespace that
-    /// reference the same Keycloak, oldest first.
-    fn position_among_realms_of(&self, object: &DynamicObject, keycloak: &ObjectKey) -> usize {
-        let namespace = object.namespace().unwrap_or_default();
-        let mut peers: Vec<(String, String)> = self
-            .realms
-            .list_namespace(&namespace)
-            .iter()
-            .filter(|r| !is_deleting(r))
-            .filter(|r| reference(r, "keycloakRef").is_ok_and(|k| &k == keycloak))
-            .map(|r| (creation(r), r.name_any()))
-            .collect();
-        peers.sort();
-        let me = (creation(object), object.name_any());
-        peers.iter().position(|p| *p == me).unwrap_or(peers.len())
-    }
-
     /// A resource inside a realm (`spec.realmRef`): the realm resource must
     /// allow its namespace (`spec.clients.allowedNamespaces`), and the realm's
     /// Keycloak must still allow the realm.
-    fn resolve_in_realm(&self, object: &DynamicObject) -> Result<Resolved, Refusal> {
+    fn resolve_in_realm(&self, object: &DynamicObject, peers: &Informer) -> Result<Resolved, Refusal> {
         let namespace = object.namespace().unwrap_or_default();
         let realm_key = reference(object, "realmRef")?;
-        let realm_object = self.realms.get(&realm_key).ok_or_else(|| {
+        let missing = |why: &str| {
             Refusal::Missing(Detail::new(
                 reasons::REFERENCE_NOT_FOUND,
-                format!("KeycloakRealm {realm_key} does not exist"),
+                format!("KeycloakRealm {realm_key} {why}"),
             ))
-        })?;
+        };
+        let realm_object = self.realms.get(&realm_key).ok_or_else(|| missing("does not exist"))?;
         if is_deleting(&realm_object) {
-            return Err(Refusal::Missing(Detail::new(
-                reasons::REFERENCE_NOT_FOUND,
-                format!("KeycloakRealm {realm_key} is being deleted"),
-            )));
+            return Err(missing("is being deleted"));
         }
-        let policy: NamespacePolicy = realm_object
-            .data
-            .pointer("/spec/clients/allowedNamespaces")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        if !self.namespace_allowed(&policy, &realm_key.namespace, &namespace) {
+        let realm: KeycloakRealm = serde_json::to_value(&*realm_object)
+            .and_then(serde_json::from_value)
+            .map_err(|e| missing(&format!("is not readable: {e}")))?;
+        let placement = &realm.spec.clients;
+        if !self.namespace_allowed(&placement.allowed_namespaces, &realm_key.namespace, &namespace) {
             return Err(Refusal::Denied(Detail::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
                 format!(
@@ -256,15 +244,18 @@ impl References {
                 ),
             )));
         }
-        let realm_name = spec_str(&realm_object, "/spec/realmName")
-            .ok_or_else(|| {
-                Refusal::Missing(Detail::new(
-                    reasons::REFERENCE_NOT_FOUND,
-                    format!("KeycloakRealm {realm_key} names no realm"),
-                ))
-            })?
-            .to_owned();
-        let owner = self.resolve_realm_owner(&realm_object)?;
+        if let Some(max) = placement.max_clients {
+            let same_realm = |peer: &DynamicObject| reference(peer, "realmRef").is_ok_and(|r| r == realm_key);
+            if position_among(object, peers, same_realm) >= max as usize {
+                return Err(Refusal::Denied(Detail::new(
+                    reasons::QUOTA_EXCEEDED,
+                    format!("KeycloakRealm {realm_key} allows {max} client(s) and has more; the oldest are served"),
+                )));
+            }
+        }
+        let realm_name = realm.spec.realm_name.clone();
+        // The realm's own placement on its Keycloak must still hold.
+        let owner = self.resolve_realm_owner(&realm_object, None)?;
         Ok(Resolved {
             target: Target {
                 keycloak: owner.target.keycloak,
@@ -276,6 +267,21 @@ impl References {
             related: [to_json(&realm_object)].into_iter().chain(owner.related).collect(),
         })
     }
+}
+
+/// Where `object` stands among the live peers that `counts` selects, oldest
+/// first (ties by namespace and name), so that a quota serves the oldest.
+fn position_among(object: &DynamicObject, peers: &Informer, counts: impl Fn(&DynamicObject) -> bool) -> usize {
+    let key = |o: &DynamicObject| (creation(o), o.namespace().unwrap_or_default(), o.name_any());
+    let mut ranked: Vec<_> = peers
+        .list()
+        .iter()
+        .filter(|p| !is_deleting(p) && counts(p))
+        .map(|p| key(p))
+        .collect();
+    ranked.sort();
+    let me = key(object);
+    ranked.iter().position(|p| *p == me).unwrap_or(ranked.len())
 }
 
 fn creation(object: &DynamicObject) -> String {

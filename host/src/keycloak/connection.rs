@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use rand::Rng;
+use tokio::sync::Semaphore;
 
 use super::KeycloakSettings;
 use super::circuit::{CircuitBreaker, CircuitState};
@@ -41,6 +42,8 @@ pub struct Connection {
     token: tokio::sync::Mutex<Option<Token>>,
     circuit: CircuitBreaker,
     limiter: RateLimiter,
+    in_flight: Semaphore,
+    writes: Semaphore,
     settings: KeycloakSettings,
     metrics: Arc<Metrics>,
 }
@@ -67,6 +70,8 @@ impl Connection {
         Connection {
             circuit: CircuitBreaker::new(settings.circuit),
             limiter: RateLimiter::new(settings.rate_limit, settings.burst),
+            in_flight: Semaphore::new(settings.max_in_flight.max(1)),
+            writes: Semaphore::new(settings.max_concurrent_writes.max(1)),
             key,
             base_url,
             source,
@@ -182,6 +187,19 @@ impl Connection {
                 .keycloak_requests
                 .with_label_values(&[&self.key, method, route, code])
                 .inc();
+        };
+        // Queue here, before the circuit and the timeout: waiting for a slot
+        // is not Keycloak being slow.
+        let Ok(_slot) = self.in_flight.acquire().await else {
+            return Attempt::Done(Err(KeycloakError::Unavailable("the connection is closing".into())));
+        };
+        let _write_slot = if request.method == Method::Get {
+            None
+        } else {
+            match self.writes.acquire().await {
+                Ok(slot) => Some(slot),
+                Err(_) => return Attempt::Done(Err(KeycloakError::Unavailable("the connection is closing".into()))),
+            }
         };
         let permit = match self.circuit.try_acquire() {
             Ok(permit) => permit,

@@ -42,6 +42,12 @@ pub struct KeycloakSettings {
     pub rate_limit: f64,
     /// Burst size per instance.
     pub burst: u32,
+    /// Requests in flight at once per instance.
+    pub max_in_flight: usize,
+    /// Writes (POST, PUT, DELETE) in flight at once per instance: creating
+    /// or deleting a realm costs Keycloak seconds of CPU, and piling them up
+    /// only makes every one of them time out.
+    pub max_concurrent_writes: usize,
 }
 
 impl Default for KeycloakSettings {
@@ -53,6 +59,8 @@ impl Default for KeycloakSettings {
             request_timeout: Duration::from_secs(30),
             rate_limit: 200.0,
             burst: 100,
+            max_in_flight: 16,
+            max_concurrent_writes: 4,
         }
     }
 }

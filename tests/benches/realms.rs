@@ -1,0 +1,174 @@
+//! Reconciles per second for 200 realms against the test bed's real Keycloak.
+//!
+//! Run with `make bench` (needs `make testbed-up`). Prints:
+//! - how long 200 new realms take to become Ready (creation throughput);
+//! - steady-state reconciles per second with every realm resynced as fast
+//!   as the operator can, and the share of that time spent waiting for
+//!   Keycloak;
+//! - Keycloak writes in steady state (must be 0);
+//! - the operator's resident memory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use keycloak_operator_e2e::operator::{Operator, OperatorOptions, sum_metric};
+use keycloak_operator_e2e::resources::{apply, condition, delete, install_crds, keycloak, realm, realm_kind};
+use keycloak_operator_e2e::testbed::{TestNamespace, kube_client, unique_name};
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::json;
+
+const REALMS: usize = 200;
+const WINDOW: Duration = Duration::from_secs(30);
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn ready_count(api: &Api<DynamicObject>) -> Result<usize> {
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|o| {
+            let value = serde_json::to_value(o).unwrap_or_default();
+            condition(&value, "Ready").is_some_and(|c| c["status"] == "True")
+                && value["status"]["observedGeneration"] == value["metadata"]["generation"]
+        })
+        .count())
+}
+
+async fn wait_all_ready(api: &Api<DynamicObject>, timeout: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if ready_count(api).await? == REALMS {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "only {} of {REALMS} realms became Ready within {timeout:?}",
+                ready_count(api).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn writes(metrics: &str) -> f64 {
+    ["PUT", "POST", "DELETE"]
+        .iter()
+        .map(|m| sum_metric(metrics, "keycloak_operator_keycloak_requests_total", &[("method", m)]))
+        .sum()
+}
+
+fn operator_options(ns: &str, resync: &str) -> OperatorOptions {
+    let mut options = OperatorOptions::standard(&[ns]);
+    options.resync = resync.into();
+    options.extra = "workers: 16\n".into();
+    options
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let client = kube_client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "bench").await?;
+    let ns = ns.name().to_owned();
+    keycloak(&client, &ns, "sso", None, &[]).await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &realm_kind());
+    let prefix = unique_name("b");
+
+    // Creation: 200 realms applied at once.
+    let creating = Operator::start(&operator_options(&ns, "10m")).await?;
+    let applied = Instant::now();
+    stream::iter(0..REALMS)
+        .map(|i| {
+            let (client, ns, prefix) = (client.clone(), ns.clone(), prefix.clone());
+            async move {
+                let manifest = realm(
+                    &format!("r{i}"),
+                    &format!("{prefix}-{i}"),
+                    "sso",
+                    None,
+                    json!({"deletionPolicy": "Delete", "displayName": format!("Realm {i}")}),
+                );
+                apply(&client, &realm_kind(), &ns, manifest).await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let created = wait_all_ready(&api, Duration::from_secs(900)).await?;
+    let creation = applied.elapsed().max(created);
+    let created_metrics = creating.metrics().await?;
+    drop(creating);
+
+    // Steady state: a fresh operator resyncing every realm as often as it
+    // can (period shorter than one pass), with nothing to change.
+    let steady = Operator::start(&operator_options(&ns, "100ms")).await?;
+    let pid = steady.pid().context("operator pid")?;
+    wait_all_ready(&api, Duration::from_secs(300)).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = steady.metrics().await?;
+    let started = Instant::now();
+    tokio::time::sleep(WINDOW).await;
+    let after = steady.metrics().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let kind = [("kind", "keycloak.wasmop.dev/KeycloakRealm")];
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| sum_metric(&after, name, labels) - sum_metric(&before, name, labels);
+    let reconciles = delta("keycloak_operator_reconciles_total", &kind);
+    let busy = delta("keycloak_operator_reconcile_duration_seconds_sum", &kind);
+    let in_keycloak = delta("keycloak_operator_reconcile_keycloak_seconds_sum", &kind);
+    let rss = rss_mib(pid);
+
+    println!("realms benchmark: {REALMS} KeycloakRealms against the test bed's Keycloak, 16 workers");
+    println!(
+        "creation: {REALMS} realms Ready {:.1}s after applying them = {:.1} realms/s ({} Keycloak writes)",
+        creation.as_secs_f64(),
+        REALMS as f64 / creation.as_secs_f64(),
+        writes(&created_metrics)
+    );
+    println!(
+        "steady state over {elapsed:.0}s: {reconciles:.0} reconciles = {:.0} reconciles/s",
+        reconciles / elapsed
+    );
+    println!(
+        "  mean reconcile {:.1} ms, of which in Keycloak calls {:.1} ms ({:.0}%)",
+        1000.0 * busy / reconciles.max(1.0),
+        1000.0 * in_keycloak / reconciles.max(1.0),
+        100.0 * in_keycloak / busy.max(f64::EPSILON)
+    );
+    println!(
+        "  Keycloak writes in steady state: {}",
+        writes(&after) - writes(&before)
+    );
+    println!("  operator RSS: {rss:.0} MiB");
+    drop(steady);
+
+    // Clean up: the realms go from Keycloak with their resources.
+    let cleaning = Operator::start(&operator_options(&ns, "10m")).await?;
+    stream::iter(0..REALMS)
+        .map(|i| {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move { delete(&client, &realm_kind(), &ns, &format!("r{i}")).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !api.list(&ListParams::default()).await?.items.is_empty() {
+        if Instant::now() > deadline {
+            bail!("realms were not deleted in time");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(cleaning);
+    Ok(())
+}

@@ -68,7 +68,7 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
             ns,
             probe,
             &format!("Ready=False/{reason}"),
-            Duration::from_secs(60),
+            Duration::from_secs(120),
         )
         .await?;
         let message = condition(&object, "Ready")
@@ -132,7 +132,7 @@ async fn children_are_applied_with_owner_references_pruned_and_garbage_collected
     for name in ["first", "second"] {
         let child = eventually(
             "the child to exist",
-            Duration::from_secs(30),
+            Duration::from_secs(90),
             Duration::from_millis(250),
             || async { Ok(configmaps.get_opt(name).await?) },
         )
@@ -162,7 +162,7 @@ async fn children_are_applied_with_owner_references_pruned_and_garbage_collected
     // Then it is pruned
     eventually(
         "the first child to be pruned",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         Duration::from_millis(250),
         || async { Ok(configmaps.get_opt("first").await?.is_none().then_some(())) },
     )
@@ -171,7 +171,7 @@ async fn children_are_applied_with_owner_references_pruned_and_garbage_collected
     configmaps.delete("second", &Default::default()).await?;
     eventually(
         "the second child to be re-created",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         Duration::from_millis(250),
         || async {
             Ok(configmaps
@@ -186,7 +186,7 @@ async fn children_are_applied_with_owner_references_pruned_and_garbage_collected
     delete(&client, &chaos_kind(), ns, "parent").await?;
     eventually(
         "the child to be garbage-collected",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         Duration::from_millis(500),
         || async { Ok(configmaps.get_opt("second").await?.is_none().then_some(())) },
     )

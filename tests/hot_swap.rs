@@ -76,7 +76,7 @@ async fn a_new_version_is_swapped_in_while_reconciling_without_a_failed_reconcil
         let resource = format!("r{i}");
         eventually(
             "the new version to reconcile the realm",
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             Duration::from_millis(250),
             || async {
                 let object = get(&client, &realm_kind(), ns, &resource).await?.unwrap_or_default();
@@ -129,7 +129,7 @@ async fn a_new_version_is_swapped_in_while_reconciling_without_a_failed_reconcil
     operator.replace_component(Component::Realm, b"definitely not wasm")?;
     eventually(
         "the broken file to be rejected",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         Duration::from_millis(250),
         || async {
             let rejected = operator
@@ -159,7 +159,7 @@ async fn a_new_version_is_swapped_in_while_reconciling_without_a_failed_reconcil
         let resource = format!("r{i}");
         eventually(
             "the realm resource to be gone",
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             Duration::from_millis(250),
             || async {
                 Ok(get(&client, &realm_kind(), ns, &resource)

@@ -96,7 +96,7 @@ async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> R
         ns,
         "r0",
         "Degraded=True/KeycloakUnavailable",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await?;
     assert_eq!(
@@ -184,7 +184,7 @@ async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> R
         let resource = format!("r{i}");
         eventually(
             "the realm resource to be gone",
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             Duration::from_millis(250),
             || async {
                 Ok(get(&client, &realm_kind(), ns, &resource)

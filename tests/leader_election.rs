@@ -48,7 +48,7 @@ async fn one_leader_reconciles_and_the_other_takes_over_when_it_dies() -> Result
     // Then exactly one leads, and the Lease names it
     let roles = eventually(
         "one leader",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         Duration::from_millis(250),
         || async {
             let roles = leaders(&[&a, &b]).await?;
@@ -114,7 +114,7 @@ async fn one_leader_reconciles_and_the_other_takes_over_when_it_dies() -> Result
     }
     eventually(
         "the realms to be deleted",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         Duration::from_millis(250),
         || async {
             let gone = admin.get_json(&format!("/realms/{first}")).await?.is_none()

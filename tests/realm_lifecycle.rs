@@ -230,7 +230,7 @@ async fn a_change_made_in_keycloak_is_reverted_at_the_next_resync() -> Result<()
     // Then the managed fields are put back, the unmanaged one is left alone
     eventually(
         "the drift to be reverted",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         Duration::from_millis(500),
         || async {
             let held = realm_in_keycloak(&bed.admin, &name).await?.expect("realm exists");
@@ -286,7 +286,7 @@ async fn deleting_follows_the_deletion_policy() -> Result<()> {
     for resource in ["kept", "removed"] {
         eventually(
             "the resource to be gone",
-            Duration::from_secs(30),
+            Duration::from_secs(120),
             Duration::from_millis(250),
             || async {
                 Ok(get(&bed.client, &realm_kind(), ns, resource)
@@ -349,7 +349,7 @@ async fn two_resources_naming_one_realm_conflict_and_the_first_keeps_it() -> Res
         ns,
         "second",
         "Ready=False/Conflict",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await?;
     assert_eq!(
@@ -377,7 +377,7 @@ async fn two_resources_naming_one_realm_conflict_and_the_first_keeps_it() -> Res
     delete(&bed.client, &realm_kind(), ns, "second").await?;
     eventually(
         "the second resource to be gone",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         Duration::from_millis(250),
         || async {
             Ok(get(&bed.client, &realm_kind(), ns, "second")
@@ -439,7 +439,7 @@ async fn an_existing_realm_is_adopted_only_on_request() -> Result<()> {
         ns,
         "legacy",
         "Ready=False/AdoptionRequired",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await?;
     assert_eq!(
@@ -499,7 +499,7 @@ async fn a_namespace_the_keycloak_does_not_allow_is_refused_without_a_keycloak_c
         team.name(),
         "sneaky",
         "Ready=False/NamespaceNotAllowed",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await?;
     assert!(
@@ -566,7 +566,7 @@ async fn a_namespace_the_keycloak_does_not_allow_is_refused_without_a_keycloak_c
     delete(&client, &realm_kind(), team.name(), "sneaky").await?;
     eventually(
         "the realm resource to be gone",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         Duration::from_millis(250),
         || async {
             Ok(get(&client, &realm_kind(), team.name(), "sneaky")
@@ -630,7 +630,7 @@ async fn a_namespace_over_its_realm_quota_is_refused_and_the_oldest_realm_is_ser
         ns,
         "second",
         "Ready=False/QuotaExceeded",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     )
     .await?;
     assert!(realm_in_keycloak(&admin, &second).await?.is_none());
@@ -642,7 +642,7 @@ async fn a_namespace_over_its_realm_quota_is_refused_and_the_oldest_realm_is_ser
     delete(&client, &realm_kind(), ns, "second").await?;
     eventually(
         "the realm resource to be gone",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         Duration::from_millis(250),
         || async { Ok(get(&client, &realm_kind(), ns, "second").await?.is_none().then_some(())) },
     )

@@ -3,12 +3,12 @@
 //! from going stale.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keycloak_operator_api::{Keycloak, KeycloakRealm};
+use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm};
 use kube::CustomResourceExt;
 
 /// Every CRD the operator ships, by file name.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
-    [Keycloak::crd(), KeycloakRealm::crd()]
+    [Keycloak::crd(), KeycloakRealm::crd(), KeycloakClient::crd()]
         .into_iter()
         .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
         .collect()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keycloak_operator_api::{Keycloak, KeycloakRealm};
+use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -25,6 +25,11 @@ pub fn keycloak_kind() -> ApiResource {
 /// `KeycloakRealm`.
 pub fn realm_kind() -> ApiResource {
     ApiResource::erase::<KeycloakRealm>(&())
+}
+
+/// `KeycloakClient`.
+pub fn client_kind() -> ApiResource {
+    ApiResource::erase::<KeycloakClient>(&())
 }
 
 /// The test-only `ChaosProbe`.
@@ -165,7 +170,7 @@ pub async fn wait_condition(
 
 /// Waits until the resource is Ready for its current generation.
 pub async fn wait_ready(client: &Client, kind: &ApiResource, namespace: &str, name: &str) -> Result<Value> {
-    let object = wait_condition(client, kind, namespace, name, "Ready=True", Duration::from_secs(60)).await?;
+    let object = wait_condition(client, kind, namespace, name, "Ready=True", Duration::from_secs(120)).await?;
     let generation = object["metadata"]["generation"].as_i64();
     if object["status"]["observedGeneration"].as_i64() != generation {
         // Ready for an older spec: wait for the current one.
@@ -255,4 +260,70 @@ pub fn realm(
         "metadata": {"name": name},
         "spec": spec,
     })
+}
+
+/// A `KeycloakClient` manifest placing `client_id` in the realm of the
+/// `KeycloakRealm` named `realm` (in `realm_namespace`, or the client's own).
+pub fn keycloak_client(
+    name: &str,
+    client_id: &str,
+    realm: &str,
+    realm_namespace: Option<&str>,
+    extra_spec: Value,
+) -> Value {
+    let mut spec = json!({
+        "realmRef": {"name": realm},
+        "clientId": client_id,
+    });
+    if let Some(ns) = realm_namespace {
+        spec["realmRef"]["namespace"] = json!(ns);
+    }
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra_spec) {
+        spec.extend(extra);
+    }
+    json!({
+        "apiVersion": "keycloak.wasmop.dev/v1alpha1",
+        "kind": "KeycloakClient",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+/// Waits until an object no longer exists (its finalizers are done).
+pub async fn wait_gone(
+    client: &Client,
+    kind: &ApiResource,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    eventually(
+        &format!("{} {namespace}/{name} to be gone", kind.kind),
+        timeout,
+        Duration::from_millis(250),
+        || async { Ok(get(client, kind, namespace, name).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
+/// The data of a Secret, decoded; `None` when it does not exist.
+pub async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+    let Some(secret) = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .collect(),
+    ))
 }

@@ -165,7 +165,10 @@ impl KindController {
         loop {
             match changes.recv().await {
                 Ok(key) => {
-                    let gone = self.parent.get(&key).is_none_or(|o| o.metadata.deletion_timestamp.is_some());
+                    let gone = self
+                        .parent
+                        .get(&key)
+                        .is_none_or(|o| o.metadata.deletion_timestamp.is_some());
                     self.queue.add(key);
                     if gone {
                         self.enqueue_refused_by_quota();
@@ -181,7 +184,9 @@ impl KindController {
     /// are looked at again now rather than at their next resync.
     fn enqueue_refused_by_quota(&self) {
         for object in self.parent.list() {
-            if status::current_ready_reason(object.data.get("status")).as_deref() == Some(keycloak_operator_api::reasons::QUOTA_EXCEEDED) {
+            if status::current_ready_reason(object.data.get("status")).as_deref()
+                == Some(keycloak_operator_api::reasons::QUOTA_EXCEEDED)
+            {
                 self.queue.add(ObjectKey::of(&object));
             }
         }

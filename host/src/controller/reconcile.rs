@@ -146,7 +146,10 @@ impl KindController {
             }
         };
         if let Some(current) = self.parent.get(key) {
-            self.publish(&current, &component, conclusion).await;
+            // The generation is the one reconciled, which may be older than
+            // the object now in the cache: never claim a spec not yet applied.
+            self.publish(&current, object.metadata.generation, &component, conclusion)
+                .await;
         }
         requeue
     }
@@ -482,7 +485,13 @@ impl KindController {
     }
 
     /// Writes the status (only when it changed) and records the Events.
-    async fn publish(&self, object: &DynamicObject, component: &LoadedComponent, conclusion: Conclusion) {
+    async fn publish(
+        &self,
+        object: &DynamicObject,
+        generation: Option<i64>,
+        component: &LoadedComponent,
+        conclusion: Conclusion,
+    ) {
         let current = object.data.get("status");
         let previous_reason = status::current_ready_reason(current);
         let deleting = object.metadata.deletion_timestamp.is_some();
@@ -505,7 +514,7 @@ impl KindController {
                     verdict: &conclusion.verdict,
                     degraded: conclusion.degraded,
                     extra: &conclusion.extra,
-                    generation: object.metadata.generation,
+                    generation,
                     identity: conclusion.identity.then(|| component.identity()),
                     fields: conclusion.fields,
                     current,

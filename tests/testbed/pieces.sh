@@ -189,3 +189,23 @@ current-context: testbed
 EOF
   chmod 600 "$file"
 }
+
+# CloudNativePG's Cluster CRD, taken from the operator's Go module zip (the
+# Go module proxy is reachable where GitHub is not).
+CNPG_DIR="$CACHE_ROOT/cnpg-$CNPG_VERSION"
+fetch_cnpg_crds() {
+  [[ -f "$CNPG_DIR/postgresql.cnpg.io_clusters.yaml" ]] && return 0
+  local zip="$DOWNLOADS/cloudnative-pg-v$CNPG_VERSION.zip"
+  mkdir -p "$DOWNLOADS"
+  if [[ ! -f "$zip" ]] || ! echo "$CNPG_MODULE_ZIP_SHA256  $zip" | sha256sum -c --quiet - 2>/dev/null; then
+    log "downloading CloudNativePG $CNPG_VERSION's CRDs from the Go module proxy"
+    curl -fsSL --retry 3 -o "$zip.part" \
+      "https://proxy.golang.org/github.com/cloudnative-pg/cloudnative-pg/@v/v$CNPG_VERSION.zip" ||
+      die "could not download the CloudNativePG module"
+    echo "$CNPG_MODULE_ZIP_SHA256  $zip.part" | sha256sum -c --quiet - || die "CloudNativePG module does not match its pinned SHA-256"
+    mv "$zip.part" "$zip"
+  fi
+  rm -rf "$CNPG_DIR.tmp" && mkdir -p "$CNPG_DIR.tmp"
+  unzip -q -j "$zip" "github.com/cloudnative-pg/cloudnative-pg@v$CNPG_VERSION/config/crd/bases/postgresql.cnpg.io_clusters.yaml" -d "$CNPG_DIR.tmp"
+  rm -rf "$CNPG_DIR" && mv "$CNPG_DIR.tmp" "$CNPG_DIR"
+}

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ComponentIdentity, NamespacePolicy};
+use crate::managed::ManagedKeycloak;
 
 /// A Keycloak server. For now only the external form: a Keycloak that already
 /// runs, reached by URL with admin credentials from a Secret.
@@ -19,7 +20,7 @@ use crate::common::{ComponentIdentity, NamespacePolicy};
     shortname = "kc",
     category = "keycloak",
     doc = "A Keycloak server that realms can be placed on.",
-    printcolumn(name = "URL", type_ = "string", json_path = ".spec.external.url"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
     printcolumn(
         name = "Ready",
@@ -33,12 +34,15 @@ use crate::common::{ComponentIdentity, NamespacePolicy};
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("has(self.external)").message("spec.external is required: set the URL and admin credentials of a running Keycloak"))]
+#[x_kube(validation = Rule::new("has(self.external) != has(self.managed)").message("set exactly one of spec.external (a Keycloak that already runs) and spec.managed (a Keycloak the operator runs)"))]
 #[serde(rename_all = "camelCase")]
 pub struct KeycloakSpec {
     /// A Keycloak that already runs outside the operator's control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalKeycloak>,
+    /// A Keycloak the operator runs in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedKeycloak>,
     /// Which namespaces may place realms on this Keycloak, and how many.
     #[serde(default)]
     pub realms: RealmPlacement,
@@ -127,4 +131,14 @@ pub struct KeycloakStatus {
     /// Keycloak's version, as its server-info endpoint reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The URL the operator reaches Keycloak at (in-cluster for a managed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Managed form: pods of the Deployment that are available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_replicas: Option<i32>,
+    /// Managed form: which credentials the operator uses, `ServiceAccount`
+    /// (its own client) or `BootstrapAdmin` (only until that client exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_credentials: Option<String>,
 }

@@ -8,10 +8,17 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod client;
 mod common;
 pub mod keycloak;
+pub mod managed;
 pub mod realm;
 
+pub use client::{
+    AccessType, ClientCredentials, ClientProtocol, ClientRole, KeycloakClient, KeycloakClientSpec,
+    KeycloakClientStatus, NameIdFormat, OidcSettings, PkceMethod, ProtocolMapper, ROTATE_SECRET_ANNOTATION,
+    SamlSettings, SamlSignatureAlgorithm, SecretKeyReference, SecretRotationStatus, ServiceAccountRoles,
+};
 pub use common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, condition_types, reasons};
 pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,

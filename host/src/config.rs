@@ -48,6 +48,11 @@ pub struct HostConfig {
     /// Address of the metrics and health server.
     #[serde(default = "defaults::http")]
     pub http_address: String,
+    /// Addresses that replace managed Keycloaks' in-cluster URLs, by
+    /// `namespace/name`. Only for running the host outside the cluster it
+    /// manages (the end-to-end tests do); in a cluster, leave it empty.
+    #[serde(default)]
+    pub keycloak_address_overrides: std::collections::BTreeMap<String, String>,
 }
 
 /// One component and what it is granted.

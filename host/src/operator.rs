@@ -28,7 +28,7 @@ use crate::leader::Election;
 use crate::metrics::Metrics;
 use crate::runtime::engine::EngineSettings;
 use crate::runtime::registry::{Refresh, Registry};
-use crate::runtime::{Runtime, RuntimeSettings, default_child_kinds};
+use crate::runtime::{Runtime, RuntimeSettings, default_child_kinds, default_related_kinds};
 
 /// Settings that come from the command line rather than the file.
 #[derive(Debug, Clone)]
@@ -56,6 +56,7 @@ fn runtime_settings(config: &HostConfig) -> RuntimeSettings {
             .as_ref()
             .map(|kinds| kinds.iter().cloned().collect::<BTreeSet<_>>())
             .unwrap_or_else(default_child_kinds),
+        allowed_related_kinds: default_related_kinds(),
     }
 }
 
@@ -215,6 +216,7 @@ impl Leadership {
             keycloaks: spawn(ApiResource::erase::<Keycloak>(&()), true),
             realms: spawn(ApiResource::erase::<KeycloakRealm>(&()), true),
             namespaces: spawn(ApiResource::erase::<Namespace>(&()), false),
+            address_overrides: context.config.keycloak_address_overrides.clone(),
         });
         let shared = Arc::new(Shared {
             client: context.client.clone(),

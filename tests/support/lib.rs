@@ -1,5 +1,7 @@
 //! Support code shared by the end-to-end tests.
 
+pub mod bench;
+pub mod managed;
 pub mod operator;
 pub mod proxy;
 pub mod resources;

@@ -17,6 +17,8 @@ pub enum Component {
     Keycloak,
     /// `KeycloakRealm`.
     Realm,
+    /// `KeycloakClient`.
+    Client,
     /// A second version of the realm component.
     RealmV2,
     /// The test-only `ChaosProbe` kind.
@@ -29,6 +31,7 @@ impl Component {
         match self {
             Component::Keycloak => "keycloak_component.wasm",
             Component::Realm => "realm_component.wasm",
+            Component::Client => "client_component.wasm",
             Component::RealmV2 => "realm_v2_component.wasm",
             Component::Chaos => "chaos_component.wasm",
         }
@@ -77,7 +80,7 @@ impl OperatorOptions {
         OperatorOptions {
             namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
             components: vec![
-                (Component::Keycloak, &["keycloak-admin"]),
+                (Component::Keycloak, &["keycloak-admin", "read-secrets"]),
                 (Component::Realm, &["keycloak-admin"]),
             ],
             resync: "5m".into(),

@@ -6,13 +6,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
-/// The running proxy; stops when dropped.
+/// The running proxy; when dropped it stops accepting and cuts the open
+/// connections too, so that clients holding keep-alive connections see
+/// Keycloak vanish at once rather than at their next connect.
 pub struct CountingProxy {
     /// Its address, `http://127.0.0.1:<port>`.
     pub url: String,
     connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    // Dropping it wakes every connection task, which then closes both ends.
+    _shutdown: watch::Sender<()>,
 }
 
 impl CountingProxy {
@@ -22,18 +27,28 @@ impl CountingProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
+        let (shutdown, stopped) = watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let upstream = upstream.clone();
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = stopped.changed() => {}
+                        }
                     }
                 });
             }
         });
-        Ok(CountingProxy { url, connections, task })
+        Ok(CountingProxy {
+            url,
+            connections,
+            task,
+            _shutdown: shutdown,
+        })
     }
 
     /// Connections accepted so far.

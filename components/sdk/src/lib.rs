@@ -35,6 +35,7 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "keycloak_operator_sdk::bindings",
         export_macro_name: "export",
+        additional_derives: [PartialEq],
     });
 }
 

@@ -114,6 +114,25 @@ pub fn attribute(attributes: Option<&Value>, key: &str) -> Option<String> {
     }
 }
 
+/// The update body `desired` with `current`'s other attributes carried over,
+/// the desired ones winning. Keycloak replaces a realm's custom attributes
+/// with the map it is sent and merges a client's; sending the full map is
+/// right under both, and attributes a resource does not list (set by hand or
+/// by another tool) are not the operator's to remove.
+pub fn keeping_other_attributes(desired: &Value, current: &Value) -> Value {
+    let mut body = desired.clone();
+    let mut attributes = current
+        .get("attributes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(wanted) = desired.get("attributes").and_then(Value::as_object) {
+        attributes.extend(wanted.clone());
+    }
+    body["attributes"] = Value::Object(attributes);
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +157,16 @@ mod tests {
         assert_eq!(me.check(None), Ownership::Unowned);
         let released = json!(Owner::released_attributes());
         assert_eq!(me.check(Some(&released)), Ownership::Unowned);
+    }
+
+    #[test]
+    fn other_attributes_are_carried_over_and_desired_ones_win() {
+        let desired = serde_json::json!({"attributes": {"a": "new", "gone": ""}});
+        let current = serde_json::json!({"attributes": {"a": "old", "b": "kept"}});
+        let body = keeping_other_attributes(&desired, &current);
+        assert_eq!(
+            body["attributes"],
+            serde_json::json!({"a": "new", "b": "kept", "gone": ""})
+        );
     }
 }

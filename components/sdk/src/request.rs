@@ -90,6 +90,23 @@ impl Request {
             .find(|o| o.get("kind").and_then(Value::as_str) == Some(kind))
     }
 
+    /// Every related object of the given kind.
+    pub fn related_of_kind_all<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.related
+            .iter()
+            .filter(move |o| o.get("kind").and_then(Value::as_str) == Some(kind))
+    }
+
+    /// Whether the resource's condition of this type currently has this
+    /// status (to record an Event only when something changes).
+    pub fn condition_is(&self, condition_type: &str, status: bool) -> bool {
+        let wanted = if status { "True" } else { "False" };
+        self.parent
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == condition_type && c["status"] == wanted))
+    }
+
     /// Observed children of the given kind.
     pub fn children_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.children

@@ -57,6 +57,12 @@ impl Response {
         Self::with_outcome(Outcome::Progressing(detail(reason, message)))
     }
 
+    /// Declared, but stuck until something changes (an image that cannot be
+    /// pulled): the host applies children and status, and reports Stalled.
+    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Self::with_outcome(Outcome::Stalled(detail(reason, message)))
+    }
+
     /// Kind-specific status fields (a struct serialising to a JSON object).
     pub fn status(mut self, status: impl Serialize) -> Self {
         self.status = serde_json::to_value(status).unwrap_or(Value::Null);

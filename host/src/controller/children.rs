@@ -106,6 +106,19 @@ pub fn observed(caches: &[(KindRef, Arc<Informer>)], namespace: &str, parent_uid
         .collect()
 }
 
+/// The label that names the resource a related object belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// Related objects of the resource named `name` in `namespace`: those
+/// labelled with its name (the caches hold only the operator's objects).
+pub fn labelled_for(caches: &[(KindRef, Arc<Informer>)], namespace: &str, name: &str) -> Vec<Arc<DynamicObject>> {
+    caches
+        .iter()
+        .flat_map(|(_, informer)| informer.list_namespace(namespace))
+        .filter(|o| o.labels().get(INSTANCE_LABEL).map(String::as_str) == Some(name))
+        .collect()
+}
+
 /// Whether `uid` is the controlling owner of `object`.
 pub fn owned_by(object: &DynamicObject, uid: &str) -> bool {
     object

@@ -15,9 +15,9 @@ pub mod target;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
 use kube::api::ApiResource;
 use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
@@ -113,6 +113,7 @@ impl KindController {
             watches.clone(),
         );
         let child_caches = shared.children.ensure(&description.child_kinds);
+        let related_caches = shared.children.ensure(&description.related_kinds);
         let controller = Arc::new(KindController {
             kind,
             slot,
@@ -128,6 +129,9 @@ impl KindController {
             feeders.spawn(controller.clone().feed_from_swaps(registry));
             for (_, informer) in child_caches {
                 feeders.spawn(controller.clone().feed_from_children(informer));
+            }
+            for (_, informer) in related_caches {
+                feeders.spawn(controller.clone().feed_from_related(informer));
             }
             match description.keycloak_scope {
                 KeycloakScope::Realm | KeycloakScope::InRealm => {
@@ -222,6 +226,26 @@ impl KindController {
                                 self.queue.add(ObjectKey::of(&parent));
                             }
                         }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// A related object (a Pod of a child Deployment) requeues the resource
+    /// its instance label names.
+    async fn feed_from_related(self: Arc<Self>, informer: Arc<Informer>) {
+        let mut changes = informer.subscribe();
+        loop {
+            match changes.recv().await {
+                Ok(key) => {
+                    let owner = informer
+                        .get(&key)
+                        .and_then(|o| o.labels().get(children::INSTANCE_LABEL).cloned());
+                    if let Some(name) = owner {
+                        self.queue.add(ObjectKey::new(&key.namespace, &name));
                     }
                 }
                 Err(RecvError::Lagged(_)) => self.enqueue_all(),

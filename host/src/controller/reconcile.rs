@@ -194,16 +194,28 @@ impl KindController {
         object: &DynamicObject,
         resolved: Option<&Resolved>,
     ) -> ReconcileRequest {
-        let caches = self.shared.children.ensure(&component.description.child_kinds);
+        let description = &component.description;
+        let namespace = object.namespace().unwrap_or_default();
+        let to_json = |o: &Arc<DynamicObject>| serde_json::to_string(&**o).unwrap_or_default();
+        let caches = self.shared.children.ensure(&description.child_kinds);
         let uid = object.uid().unwrap_or_default();
-        let children = children::observed(&caches, &object.namespace().unwrap_or_default(), &uid)
+        let children = children::observed(&caches, &namespace, &uid)
             .iter()
-            .map(|c| serde_json::to_string(&**c).unwrap_or_default())
+            .map(to_json)
             .collect();
+        let mut related = resolved.map(|r| r.related.clone()).unwrap_or_default();
+        if !description.related_kinds.is_empty() {
+            let caches = self.shared.children.ensure(&description.related_kinds);
+            related.extend(
+                children::labelled_for(&caches, &namespace, &object.name_any())
+                    .iter()
+                    .map(to_json),
+            );
+        }
         ReconcileRequest {
             parent: serde_json::to_string(object).unwrap_or_default(),
             children,
-            related: resolved.map(|r| r.related.clone()).unwrap_or_default(),
+            related,
             target: resolved.map(|r| r.target.clone()),
         }
     }
@@ -355,6 +367,7 @@ impl KindController {
                 Verdict::Progressing(detail),
                 Requeue::After(hint.unwrap_or(self.shared.settings.progressing_requeue)),
             ),
+            Outcome::Stalled(detail) => (Verdict::Stalled(detail), hint.map_or(Requeue::Resync, Requeue::After)),
         };
         let mut conclusion = Conclusion::new(verdict, requeue);
         conclusion.fields = Some(fields);

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use keycloak_operator_api::managed::naming;
 use keycloak_operator_api::{Keycloak, KeycloakRealm, NamespacePolicy, reasons};
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -23,6 +24,10 @@ pub struct References {
     pub realms: Arc<Informer>,
     /// Namespaces, for label-selector policies.
     pub namespaces: Arc<Informer>,
+    /// Addresses that replace managed Keycloaks' in-cluster URLs, by
+    /// `namespace/name` (for tests and for running the host outside the
+    /// cluster; see docs/configuration.md).
+    pub address_overrides: std::collections::BTreeMap<String, String>,
 }
 
 /// A resolved, authorized target.
@@ -120,19 +125,27 @@ impl References {
         Ok((object, typed))
     }
 
-    fn endpoint(key: &ObjectKey, keycloak: &Keycloak) -> Result<Endpoint, Refusal> {
-        let external = keycloak.spec.external.as_ref().ok_or_else(|| {
-            Refusal::Missing(Detail::new(
+    fn endpoint(&self, key: &ObjectKey, keycloak: &Keycloak) -> Result<Endpoint, Refusal> {
+        if let Some(external) = &keycloak.spec.external {
+            return Ok(Endpoint::new(
+                &key.namespace,
+                &key.name,
+                &external.url,
+                &external.admin_credentials,
+            ));
+        }
+        let Some(managed) = &keycloak.spec.managed else {
+            return Err(Refusal::Missing(Detail::new(
                 "KeycloakNotReady",
                 format!("Keycloak {key} has no address yet"),
-            ))
-        })?;
-        Ok(Endpoint::new(
-            &key.namespace,
-            &key.name,
-            &external.url,
-            &external.admin_credentials,
-        ))
+            )));
+        };
+        let url = self
+            .address_overrides
+            .get(&key.to_string())
+            .cloned()
+            .unwrap_or_else(|| naming::url(&key.name, &key.namespace, managed.tls_secret_name.is_some()));
+        Ok(Endpoint::managed(&key.namespace, &key.name, &url))
     }
 
     /// Resolves the target of `object` for a kind with `scope`; `None` for
@@ -157,7 +170,7 @@ impl References {
         let typed: Keycloak = serde_json::to_value(object)
             .and_then(serde_json::from_value)
             .map_err(|e| Refusal::Invalid(Detail::new("InvalidSpec", format!("not a valid Keycloak: {e}"))))?;
-        let endpoint = Self::endpoint(&key, &typed)?;
+        let endpoint = self.endpoint(&key, &typed)?;
         Ok(Resolved {
             target: Target {
                 keycloak: key.to_string(),
@@ -203,7 +216,7 @@ impl References {
                 )));
             }
         }
-        let endpoint = Self::endpoint(&keycloak_key, &keycloak)?;
+        let endpoint = self.endpoint(&keycloak_key, &keycloak)?;
         Ok(Resolved {
             target: Target {
                 keycloak: keycloak_key.to_string(),
@@ -271,7 +284,13 @@ impl References {
 
 /// Where `object` stands among the live peers that `counts` selects, oldest
 /// first (ties by namespace and name), so that a quota serves the oldest.
+/// A resource being deleted no longer counts against the quota, and always
+/// stands first itself: its cleanup must run (it touches only what the
+/// resource owns, so a resource that was refused all along changes nothing).
 fn position_among(object: &DynamicObject, peers: &Informer, counts: impl Fn(&DynamicObject) -> bool) -> usize {
+    if is_deleting(object) {
+        return 0;
+    }
     let key = |o: &DynamicObject| (creation(o), o.namespace().unwrap_or_default(), o.name_any());
     let mut ranked: Vec<_> = peers
         .list()

@@ -294,8 +294,10 @@ impl Connection {
                     after,
                 }
             }
-            401 if !*reauthenticated => {
-                // The token was revoked or the session ended: get a new one once.
+            401 | 403 if !*reauthenticated => {
+                // The token was revoked or the session ended, or it predates
+                // a role the operator just gained (creating a realm grants
+                // its admin roles to the creator): get a new one once.
                 self.note_transition(self.circuit.record(permit, true));
                 *reauthenticated = true;
                 self.invalidate_token().await;

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
-use keycloak_operator_api::AdminCredentials;
+use keycloak_operator_api::managed::naming;
+use keycloak_operator_api::{AdminCredentials, AdminGrant};
 use kube::{Api, Client};
 
 pub use circuit::{CircuitSettings, CircuitState};
@@ -84,7 +85,29 @@ impl Endpoint {
             url: url.trim_end_matches('/').to_owned(),
             source: CredentialSource {
                 namespace: namespace.to_owned(),
-                credentials: credentials.clone(),
+                chain: vec![credentials.clone()],
+            },
+        }
+    }
+
+    /// The endpoint of a managed Keycloak: its in-cluster URL (or `url`
+    /// when given), and the operator's own client, else the bootstrap admin.
+    pub fn managed(namespace: &str, name: &str, url: &str) -> Self {
+        let in_master = |secret_name: String, grant: AdminGrant| AdminCredentials {
+            secret_name,
+            grant,
+            realm: "master".into(),
+            client_id: "admin-cli".into(),
+        };
+        Endpoint {
+            key: format!("{namespace}/{name}"),
+            url: url.trim_end_matches('/').to_owned(),
+            source: CredentialSource {
+                namespace: namespace.to_owned(),
+                chain: vec![
+                    in_master(naming::operator_client_secret(name), AdminGrant::ClientCredentials),
+                    in_master(naming::bootstrap_admin_secret(name), AdminGrant::Password),
+                ],
             },
         }
     }

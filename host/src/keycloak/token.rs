@@ -1,7 +1,12 @@
-//! Admin tokens: obtained with the credentials from the `Keycloak`'s Secret,
+//! Admin tokens: obtained with the credentials from a `Keycloak`'s Secrets,
 //! cached until shortly before they expire, refreshed with the refresh token
 //! where Keycloak issued one (so that the password grant does not open a new
 //! session every minute).
+//!
+//! A managed Keycloak has two sources, in order: the operator's own
+//! service-account client, and the bootstrap admin used only until that
+//! client exists. The first source whose Secret exists is used, so the switch
+//! happens on the next token after the client's Secret appears.
 
 use std::time::{Duration, Instant};
 
@@ -15,20 +20,22 @@ use crate::runtime::model::KeycloakError;
 /// Refresh this long before a token expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
-/// Where the credentials are, and how to use them.
+/// Where the credentials are, and how to use them, in order of preference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CredentialSource {
-    /// Namespace of the Secret (the `Keycloak`'s own).
+    /// Namespace of the Secrets (the `Keycloak`'s own).
     pub namespace: String,
-    /// The `Keycloak`'s credential settings.
-    pub credentials: AdminCredentials,
+    /// Credential settings, preferred first; the first whose Secret exists
+    /// is used.
+    pub chain: Vec<AdminCredentials>,
 }
 
-/// A cached token.
+/// A cached token and the credentials it came from.
 pub struct Token {
     access: String,
     expires_at: Instant,
     refresh: Option<(String, Instant)>,
+    source: usize,
 }
 
 impl Token {
@@ -57,22 +64,31 @@ struct TokenResponse {
 pub enum TokenError {
     /// No answer from Keycloak (counts against the circuit).
     Transport(String),
-    /// Keycloak answered but refused (does not count against the circuit).
+    /// Keycloak answered but refused, or there are no usable credentials
+    /// (does not count against the circuit).
     Refused(KeycloakError),
 }
 
-async fn secret_value(secrets: &Api<Secret>, source: &CredentialSource, key: &str) -> Result<String, KeycloakError> {
-    let name = &source.credentials.secret_name;
+/// The form fields of one grant.
+type Grant = Vec<(&'static str, String)>;
+
+enum Lookup {
+    Found(Grant),
+    Missing(String),
+}
+
+/// Reads one key of a Secret; `Ok(None)` when the Secret does not exist.
+async fn secret_value(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, KeycloakError> {
     let secret = secrets
         .get_opt(name)
         .await
-        .map_err(|e| KeycloakError::Unauthenticated(format!("cannot read Secret {}/{name}: {e}", source.namespace)))?;
-    let secret = secret.ok_or_else(|| {
-        KeycloakError::Unauthenticated(format!(
-            "Secret {}/{name} with the admin credentials does not exist",
-            source.namespace
-        ))
-    })?;
+        .map_err(|e| KeycloakError::Unauthenticated(format!("cannot read Secret {namespace}/{name}: {e}")))?;
+    let Some(secret) = secret else { return Ok(None) };
     let bytes = secret
         .data
         .as_ref()
@@ -85,20 +101,43 @@ async fn secret_value(secrets: &Api<Secret>, source: &CredentialSource, key: &st
                 .and_then(|d| d.get(key))
                 .map(|s| s.clone().into_bytes())
         })
-        .ok_or_else(|| {
-            KeycloakError::Unauthenticated(format!("Secret {}/{name} has no key {key:?}", source.namespace))
-        })?;
+        .ok_or_else(|| KeycloakError::Unauthenticated(format!("Secret {namespace}/{name} has no key {key:?}")))?;
     String::from_utf8(bytes)
-        .map(|s| s.trim_end_matches('\n').to_owned())
-        .map_err(|_| {
-            KeycloakError::Unauthenticated(format!(
-                "key {key:?} of Secret {}/{name} is not UTF-8",
-                source.namespace
-            ))
-        })
+        .map(|s| Some(s.trim_end_matches('\n').to_owned()))
+        .map_err(|_| KeycloakError::Unauthenticated(format!("key {key:?} of Secret {namespace}/{name} is not UTF-8")))
 }
 
-/// Obtains a new token, by refresh when possible.
+/// The grant of one credential setting, if its Secret exists.
+async fn lookup(secrets: &Api<Secret>, namespace: &str, c: &AdminCredentials) -> Result<Lookup, KeycloakError> {
+    let name = &c.secret_name;
+    let keys: [&str; 2] = match c.grant {
+        AdminGrant::Password => ["username", "password"],
+        AdminGrant::ClientCredentials => ["client-id", "client-secret"],
+    };
+    let (Some(first), Some(second)) = (
+        secret_value(secrets, namespace, name, keys[0]).await?,
+        secret_value(secrets, namespace, name, keys[1]).await?,
+    ) else {
+        return Ok(Lookup::Missing(format!("{namespace}/{name}")));
+    };
+    Ok(Lookup::Found(match c.grant {
+        AdminGrant::Password => vec![
+            ("grant_type", "password".into()),
+            ("client_id", c.client_id.clone()),
+            ("username", first),
+            ("password", second),
+        ],
+        AdminGrant::ClientCredentials => vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", first),
+            ("client_secret", second),
+        ],
+    }))
+}
+
+/// Obtains a new token: by refresh when the previous one allows it and no
+/// preferred source has appeared since, else with the first source whose
+/// Secret exists.
 pub async fn obtain(
     http: &reqwest::Client,
     base_url: &str,
@@ -107,46 +146,34 @@ pub async fn obtain(
     previous: Option<&Token>,
     timeout: Duration,
 ) -> Result<Token, TokenError> {
-    let c = &source.credentials;
-    let url = format!("{base_url}/realms/{}/protocol/openid-connect/token", c.realm);
-    let refresh = previous.and_then(Token::refresh_token).map(str::to_owned);
-    let mut form: Vec<(&str, String)> = Vec::new();
-    match (c.grant, refresh) {
-        (AdminGrant::Password, Some(refresh)) => {
-            form.extend([
-                ("grant_type", "refresh_token".into()),
-                ("client_id", c.client_id.clone()),
-                ("refresh_token", refresh),
-            ]);
-        }
-        (AdminGrant::Password, None) => {
-            let username = secret_value(secrets, source, "username")
-                .await
-                .map_err(TokenError::Refused)?;
-            let password = secret_value(secrets, source, "password")
-                .await
-                .map_err(TokenError::Refused)?;
-            form.extend([
-                ("grant_type", "password".into()),
-                ("client_id", c.client_id.clone()),
-                ("username", username),
-                ("password", password),
-            ]);
-        }
-        (AdminGrant::ClientCredentials, _) => {
-            let client_id = secret_value(secrets, source, "client-id")
-                .await
-                .map_err(TokenError::Refused)?;
-            let client_secret = secret_value(secrets, source, "client-secret")
-                .await
-                .map_err(TokenError::Refused)?;
-            form.extend([
-                ("grant_type", "client_credentials".into()),
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-            ]);
+    let mut missing = Vec::new();
+    let mut chosen = None;
+    for (index, credentials) in source.chain.iter().enumerate() {
+        match lookup(secrets, &source.namespace, credentials)
+            .await
+            .map_err(TokenError::Refused)?
+        {
+            Lookup::Found(grant) => {
+                chosen = Some((index, credentials, grant));
+                break;
+            }
+            Lookup::Missing(name) => missing.push(name),
         }
     }
+    let Some((index, credentials, mut form)) = chosen else {
+        return Err(TokenError::Refused(KeycloakError::Unauthenticated(format!(
+            "no admin credentials: Secret {} does not exist",
+            missing.join(" nor ")
+        ))));
+    };
+    if let Some(refresh) = previous.filter(|p| p.source == index).and_then(Token::refresh_token) {
+        form = vec![
+            ("grant_type", "refresh_token".into()),
+            ("client_id", credentials.client_id.clone()),
+            ("refresh_token", refresh.to_owned()),
+        ];
+    }
+    let url = format!("{base_url}/realms/{}/protocol/openid-connect/token", credentials.realm);
     let response = http.post(&url).form(&form).timeout(timeout).send().await.map_err(|e| {
         TokenError::Transport(format!(
             "token request to {url} failed: {}",
@@ -171,7 +198,7 @@ pub async fn obtain(
             .unwrap_or_else(|| status.to_string());
         return Err(TokenError::Refused(KeycloakError::Unauthenticated(format!(
             "Keycloak refused the admin credentials of Secret {}/{} ({reason})",
-            source.namespace, c.secret_name
+            source.namespace, credentials.secret_name
         ))));
     }
     let token: TokenResponse = response
@@ -185,6 +212,7 @@ pub async fn obtain(
         refresh: token
             .refresh_token
             .map(|r| (r, now + Duration::from_secs(token.refresh_expires_in.unwrap_or(0)))),
+        source: index,
     })
 }
 

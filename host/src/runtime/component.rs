@@ -32,6 +32,8 @@ pub struct RuntimeSettings {
     pub wall_time_limit: Duration,
     /// Kinds of children any component may return.
     pub allowed_child_kinds: BTreeSet<String>,
+    /// Kinds of related objects any component may see.
+    pub allowed_related_kinds: BTreeSet<String>,
 }
 
 impl Default for RuntimeSettings {
@@ -42,6 +44,7 @@ impl Default for RuntimeSettings {
             guest_time_limit: Duration::from_secs(2),
             wall_time_limit: Duration::from_secs(120),
             allowed_child_kinds: default_child_kinds(),
+            allowed_related_kinds: default_related_kinds(),
         }
     }
 }
@@ -62,6 +65,12 @@ pub fn default_child_kinds() -> BTreeSet<String> {
     .into_iter()
     .map(str::to_owned)
     .collect()
+}
+
+/// Kinds of related objects a component may see by default: the Pods of
+/// its workloads (their status explains a failing rollout).
+pub fn default_related_kinds() -> BTreeSet<String> {
+    ["v1/Pod".to_owned()].into()
 }
 
 /// Why a component could not be loaded. A component that fails to load
@@ -275,6 +284,20 @@ impl Runtime {
                 keycloak_operator_api::GROUP
             )));
         }
+        for related in &d.related_kinds {
+            let key = format!("{}/{}", related.api_version, related.kind);
+            if !self.settings.allowed_related_kinds.contains(&key) {
+                return Err(invalid(format!(
+                    "related kind {key} is not allowed (allowed: {})",
+                    self.settings
+                        .allowed_related_kinds
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         for child in &d.child_kinds {
             let key = format!("{}/{}", child.api_version, child.kind);
             if !self.settings.allowed_child_kinds.contains(&key) {
@@ -320,6 +343,7 @@ fn placeholder_description() -> Description {
         plural: String::new(),
         versions: Vec::new(),
         child_kinds: Vec::new(),
+        related_kinds: Vec::new(),
         capabilities: Vec::new(),
         keycloak_scope: KeycloakScope::None,
         finalizer: false,

@@ -11,5 +11,8 @@ pub mod store;
 mod wasi;
 mod wit_v0_1;
 
-pub use component::{CallFailure, Called, LoadError, LoadedComponent, Runtime, RuntimeSettings, default_child_kinds};
+pub use component::{
+    CallFailure, Called, LoadError, LoadedComponent, Runtime, RuntimeSettings, default_child_kinds,
+    default_related_kinds,
+};
 pub mod registry;

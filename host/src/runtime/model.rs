@@ -66,6 +66,8 @@ pub struct Description {
     pub versions: Vec<String>,
     /// Kinds of children returned.
     pub child_kinds: Vec<KindRef>,
+    /// Kinds of related objects wanted (labelled with the resource's name).
+    pub related_kinds: Vec<KindRef>,
     /// Capabilities needed.
     pub capabilities: Vec<Capability>,
     /// How resources reach Keycloak.
@@ -166,6 +168,8 @@ pub enum Outcome {
     Ready(Detail),
     /// Work under way.
     Progressing(Detail),
+    /// Declared, but stuck until something changes.
+    Stalled(Detail),
 }
 
 /// Output of a successful `reconcile`.

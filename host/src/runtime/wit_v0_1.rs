@@ -104,15 +104,8 @@ pub async fn describe(
         kind: d.kind,
         plural: d.plural,
         versions: d.versions,
-        child_kinds: d
-            .child_kinds
-            .into_iter()
-            .map(|k| model::KindRef {
-                api_version: k.api_version,
-                kind: k.kind,
-                plural: k.plural,
-            })
-            .collect(),
+        child_kinds: d.child_kinds.into_iter().map(kind_ref).collect(),
+        related_kinds: d.related_kinds.into_iter().map(kind_ref).collect(),
         capabilities: d
             .capabilities
             .into_iter()
@@ -130,6 +123,14 @@ pub async fn describe(
         finalizer: d.finalizer,
         crd: d.crd,
     })
+}
+
+fn kind_ref(k: types::KindRef) -> model::KindRef {
+    model::KindRef {
+        api_version: k.api_version,
+        kind: k.kind,
+        plural: k.plural,
+    }
 }
 
 fn request(r: &model::ReconcileRequest) -> types::ReconcileRequest {
@@ -187,6 +188,7 @@ pub async fn reconcile(
             outcome: match r.outcome {
                 types::Outcome::Ready(d) => model::Outcome::Ready(detail(d)),
                 types::Outcome::Progressing(d) => model::Outcome::Progressing(detail(d)),
+                types::Outcome::Stalled(d) => model::Outcome::Stalled(detail(d)),
             },
             status: r.status,
             children: r.children,

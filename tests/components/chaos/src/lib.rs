@@ -23,6 +23,7 @@ impl Reconciler for Chaos {
                 kind: "ConfigMap".into(),
                 plural: "configmaps".into(),
             }],
+            related_kinds: vec![],
             capabilities: vec![Capability::KeycloakAdmin],
             keycloak_scope: KeycloakScope::Realm,
             finalizer: false,

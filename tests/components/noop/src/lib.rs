@@ -22,6 +22,7 @@ mod exported {
                 plural: "noops".into(),
                 versions: vec!["v1".into()],
                 child_kinds: vec![],
+                related_kinds: vec![],
                 capabilities: vec![],
                 keycloak_scope: KeycloakScope::None,
                 finalizer: false,

@@ -29,7 +29,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 cat >"$demo_dir/config.yaml" <<YAML
 components:
 - path: $components/keycloak_component.wasm
-  grants: [keycloak-admin]
+  grants: [keycloak-admin, read-secrets]
 - path: $components/realm_component.wasm
   grants: [keycloak-admin]
 resyncPeriod: 30s

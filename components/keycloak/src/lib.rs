@@ -1,15 +1,26 @@
-//! The `Keycloak` reconciler component (external form): checks that the
-//! Keycloak answers with the operator's credentials and reports its version.
-//! The host owns the connection; this component only asks it questions.
+//! The `Keycloak` reconciler component.
+//!
+//! External form: checks that the Keycloak answers with the operator's
+//! credentials and reports its version. Managed form: returns the Deployment,
+//! Services, bootstrap admin Secret and the rest that run Keycloak, follows
+//! the rollout, and once Keycloak answers, gives the operator a service-account
+//! client of its own so that the bootstrap admin is used only once.
 
-use keycloak_operator_sdk::error::transient;
+mod external;
+pub mod managed;
+
+use keycloak_operator_api::Keycloak;
 use keycloak_operator_sdk::{
-    Capability, Description, KeycloakScope, ReconcileError, Reconciler, Request, Response, keycloak,
+    Capability, Description, KeycloakScope, KindRef, ReconcileError, Reconciler, Request, Response,
 };
-use serde_json::{Value, json};
 
-/// How often a healthy Keycloak is checked again, in seconds.
-const HEALTH_INTERVAL_SECONDS: u32 = 60;
+fn kind(api_version: &str, kind: &str, plural: &str) -> KindRef {
+    KindRef {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
 
 /// The shipped component.
 pub struct KeycloakReconciler;
@@ -23,8 +34,16 @@ impl Reconciler for KeycloakReconciler {
             kind: "Keycloak".into(),
             plural: "keycloaks".into(),
             versions: vec![keycloak_operator_api::VERSION.into()],
-            child_kinds: vec![],
-            capabilities: vec![Capability::KeycloakAdmin],
+            child_kinds: vec![
+                kind("apps/v1", "Deployment", "deployments"),
+                kind("v1", "Service", "services"),
+                kind("v1", "Secret", "secrets"),
+                kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+                kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+                kind("networking.k8s.io/v1", "Ingress", "ingresses"),
+            ],
+            related_kinds: vec![kind("v1", "Pod", "pods")],
+            capabilities: vec![Capability::KeycloakAdmin, Capability::ReadSecrets],
             keycloak_scope: KeycloakScope::Instance,
             finalizer: false,
             crd: Some(include_str!("../../../crds/keycloaks.keycloak.wasmop.dev.yaml").into()),
@@ -32,24 +51,11 @@ impl Reconciler for KeycloakReconciler {
     }
 
     fn reconcile(request: Request) -> Result<Response, ReconcileError> {
-        let info = keycloak::get("/serverinfo", &[])?.ok_or_else(|| {
-            transient(
-                "ServerInfoMissing",
-                "Keycloak has no server-info endpoint at /admin/serverinfo",
-            )
-        })?;
-        let version = info
-            .pointer("/systemInfo/version")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
-        let url = request.target.as_ref().map(|t| t.url.as_str()).unwrap_or_default();
-        Ok(Response::ready(
-            "Connected",
-            format!("Keycloak {version} answers at {url} with the operator's credentials"),
-        )
-        .status(json!({ "version": version }))
-        .requeue_after(HEALTH_INTERVAL_SECONDS))
+        let resource: Keycloak = request.parent_as()?;
+        match &resource.spec.managed {
+            Some(managed) => managed::reconcile(&request, &resource, managed),
+            None => external::reconcile(&request),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ TESTBED := tests/testbed/testbed
 WASM_TARGET := wasm32-wasip2
 # Components shipped with the operator, and the test-only ones the end-to-end
 # tests load next to them.
-COMPONENTS := realm-component keycloak-component
+COMPONENTS := realm-component keycloak-component client-component
 TEST_COMPONENTS := chaos-component realm-v2-component noop-component
 COMPONENT_DIR := target/$(WASM_TARGET)/component
 
@@ -40,9 +40,10 @@ crds: ## regenerate crds/ from the Rust types in api/
 	$(CARGO) run --release -p keycloak-operator -- crds --out crds
 
 .PHONY: bench
-bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms against the real Keycloak
+bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms and 300 clients against the real Keycloak
 	$(CARGO) bench -p keycloak-operator --bench overhead
 	$(CARGO) bench -p keycloak-operator-e2e --bench realms
+	$(CARGO) bench -p keycloak-operator-e2e --bench clients
 
 .PHONY: test
 test: build testbed-up ## run every test (unit and end-to-end, against the test bed)

@@ -10,55 +10,17 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use keycloak_operator_e2e::bench::{rss_mib, wait_all_gone, wait_all_ready};
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions, sum_metric};
-use keycloak_operator_e2e::resources::{apply, condition, delete, install_crds, keycloak, realm, realm_kind};
+use keycloak_operator_e2e::resources::{apply, delete, install_crds, keycloak, realm, realm_kind};
 use keycloak_operator_e2e::testbed::{TestNamespace, kube_client, unique_name};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::json;
 
 const REALMS: usize = 200;
 const WINDOW: Duration = Duration::from_secs(30);
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-async fn ready_count(api: &Api<DynamicObject>) -> Result<usize> {
-    let list = api.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|o| {
-            let value = serde_json::to_value(o).unwrap_or_default();
-            condition(&value, "Ready").is_some_and(|c| c["status"] == "True")
-                && value["status"]["observedGeneration"] == value["metadata"]["generation"]
-        })
-        .count())
-}
-
-async fn wait_all_ready(api: &Api<DynamicObject>, timeout: Duration) -> Result<Duration> {
-    let started = Instant::now();
-    loop {
-        if ready_count(api).await? == REALMS {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > timeout {
-            bail!(
-                "only {} of {REALMS} realms became Ready within {timeout:?}",
-                ready_count(api).await?
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 fn writes(metrics: &str) -> f64 {
     ["PUT", "POST", "DELETE"]
@@ -104,7 +66,7 @@ async fn main() -> Result<()> {
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
-    let created = wait_all_ready(&api, Duration::from_secs(900)).await?;
+    let created = wait_all_ready(&api, REALMS, Duration::from_secs(900)).await?;
     let creation = applied.elapsed().max(created);
     let created_metrics = creating.metrics().await?;
     drop(creating);
@@ -113,7 +75,7 @@ async fn main() -> Result<()> {
     // can (period shorter than one pass), with nothing to change.
     let steady = Operator::start(&operator_options(&ns, "100ms")).await?;
     let pid = steady.pid().context("operator pid")?;
-    wait_all_ready(&api, Duration::from_secs(300)).await?;
+    wait_all_ready(&api, REALMS, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = steady.metrics().await?;
     let started = Instant::now();
@@ -162,13 +124,7 @@ async fn main() -> Result<()> {
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !api.list(&ListParams::default()).await?.items.is_empty() {
-        if Instant::now() > deadline {
-            bail!("realms were not deleted in time");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_all_gone(&api, Duration::from_secs(600)).await?;
     drop(cleaning);
     Ok(())
 }

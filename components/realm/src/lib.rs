@@ -11,7 +11,7 @@ mod representation;
 use keycloak_operator_api::{DeletionPolicy, KeycloakRealm};
 use keycloak_operator_sdk::error::{permanent, transient};
 use keycloak_operator_sdk::keycloak;
-use keycloak_operator_sdk::ownership::{Owner, Ownership};
+use keycloak_operator_sdk::ownership::{Owner, Ownership, keeping_other_attributes};
 use keycloak_operator_sdk::{
     Capability, Description, Finalized, KeycloakScope, ReconcileError, Reconciler, Request, Response,
 };
@@ -51,6 +51,7 @@ pub fn describe(options: &Options) -> Description {
         plural: "keycloakrealms".into(),
         versions: vec![keycloak_operator_api::VERSION.into()],
         child_kinds: vec![],
+        related_kinds: vec![],
         capabilities: vec![Capability::KeycloakAdmin],
         keycloak_scope: KeycloakScope::Realm,
         finalizer: true,
@@ -149,23 +150,6 @@ fn with_status(response: Response, realm: &Value, request: &Request) -> Response
         "realmId": realm.get("id").and_then(Value::as_str),
         "keycloak": request.target.as_ref().map(|t| t.keycloak.as_str()),
     }))
-}
-
-/// The update body with the realm's other attributes carried over: Keycloak
-/// replaces a realm's custom attributes with the map it is sent, and
-/// attributes the resource does not list are not ours to remove.
-fn keeping_other_attributes(desired: &Value, current: &Value) -> Value {
-    let mut body = desired.clone();
-    let mut attributes = current
-        .get("attributes")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(wanted) = desired.get("attributes").and_then(Value::as_object) {
-        attributes.extend(wanted.clone());
-    }
-    body["attributes"] = Value::Object(attributes);
-    body
 }
 
 fn ready(name: &str) -> Response {

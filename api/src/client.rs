@@ -46,6 +46,8 @@ pub const ROTATE_SECRET_ANNOTATION: &str = "keycloak.wasmop.dev/rotate-secret";
 #[x_kube(validation = Rule::new("!has(self.oidc) || !has(self.oidc.serviceAccountRoles) || (has(self.oidc.serviceAccountsEnabled) && self.oidc.serviceAccountsEnabled)").message("oidc.serviceAccountRoles needs oidc.serviceAccountsEnabled: true"))]
 #[x_kube(validation = Rule::new("!has(self.credentials) || !has(self.credentials.clientSecretRef) || !has(self.credentials.rotationPeriodSeconds)").message("a secret from credentials.clientSecretRef is rotated by changing that Secret; remove credentials.rotationPeriodSeconds"))]
 #[x_kube(validation = Rule::new("!has(self.credentials) || !has(self.credentials.clientSecretRef) || !has(self.credentials.secretName) || self.credentials.secretName != self.credentials.clientSecretRef.name").message("credentials.secretName is written by the operator and must differ from credentials.clientSecretRef.name"))]
+#[x_kube(validation = Rule::new("!has(self.oidc) || !has(self.oidc.accessType) || self.oidc.accessType != 'Public' || !has(self.credentials) || !has(self.credentials.clientSecretRef)").message("a public client has no secret: remove credentials.clientSecretRef"))]
+#[x_kube(validation = Rule::new("!(self.clientId in ['account', 'account-console', 'admin-cli', 'broker', 'realm-management', 'security-admin-console'])").message("clientId names one of Keycloak's built-in clients, which the operator does not manage"))]
 #[serde(rename_all = "camelCase")]
 pub struct KeycloakClientSpec {
     /// The `KeycloakRealm` to place the client in. A realm in another

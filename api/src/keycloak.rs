@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::common::{ComponentIdentity, NamespacePolicy};
 use crate::managed::ManagedKeycloak;
 
-/// A Keycloak server. For now only the external form: a Keycloak that already
-/// runs, reached by URL with admin credentials from a Secret.
+/// A Keycloak server: either external (already running, reached by URL with
+/// admin credentials from a Secret) or managed (deployed and run by the
+/// operator).
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "keycloak.wasmop.dev",

@@ -125,7 +125,9 @@ impl References {
         Ok((object, typed))
     }
 
-    fn endpoint(&self, key: &ObjectKey, keycloak: &Keycloak) -> Result<Endpoint, Refusal> {
+    /// How to reach `keycloak`; `setup` for the `Keycloak` resource's own
+    /// reconciles (see [`Endpoint::managed`]).
+    fn endpoint(&self, key: &ObjectKey, keycloak: &Keycloak, setup: bool) -> Result<Endpoint, Refusal> {
         if let Some(external) = &keycloak.spec.external {
             return Ok(Endpoint::new(
                 &key.namespace,
@@ -145,7 +147,7 @@ impl References {
             .get(&key.to_string())
             .cloned()
             .unwrap_or_else(|| naming::url(&key.name, &key.namespace, managed.tls_secret_name.is_some()));
-        Ok(Endpoint::managed(&key.namespace, &key.name, &url))
+        Ok(Endpoint::managed(&key.namespace, &key.name, &url, setup))
     }
 
     /// Resolves the target of `object` for a kind with `scope`; `None` for
@@ -170,7 +172,7 @@ impl References {
         let typed: Keycloak = serde_json::to_value(object)
             .and_then(serde_json::from_value)
             .map_err(|e| Refusal::Invalid(Detail::new("InvalidSpec", format!("not a valid Keycloak: {e}"))))?;
-        let endpoint = self.endpoint(&key, &typed)?;
+        let endpoint = self.endpoint(&key, &typed, true)?;
         Ok(Resolved {
             target: Target {
                 keycloak: key.to_string(),
@@ -194,7 +196,11 @@ impl References {
             .to_owned();
         let (keycloak_object, keycloak) = self.keycloak(&keycloak_key)?;
         let placement = &keycloak.spec.realms;
-        if !self.namespace_allowed(&placement.allowed_namespaces, &keycloak_key.namespace, &namespace) {
+        // A resource being deleted always gets its cleanup, even if its
+        // namespace lost its place: the cleanup touches only what it owns.
+        if !is_deleting(object)
+            && !self.namespace_allowed(&placement.allowed_namespaces, &keycloak_key.namespace, &namespace)
+        {
             return Err(Refusal::Denied(Detail::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
                 format!(
@@ -216,7 +222,7 @@ impl References {
                 )));
             }
         }
-        let endpoint = self.endpoint(&keycloak_key, &keycloak)?;
+        let endpoint = self.endpoint(&keycloak_key, &keycloak, false)?;
         Ok(Resolved {
             target: Target {
                 keycloak: keycloak_key.to_string(),
@@ -249,7 +255,9 @@ impl References {
             .and_then(serde_json::from_value)
             .map_err(|e| missing(&format!("is not readable: {e}")))?;
         let placement = &realm.spec.clients;
-        if !self.namespace_allowed(&placement.allowed_namespaces, &realm_key.namespace, &namespace) {
+        if !is_deleting(object)
+            && !self.namespace_allowed(&placement.allowed_namespaces, &realm_key.namespace, &namespace)
+        {
             return Err(Refusal::Denied(Detail::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
                 format!(
@@ -258,7 +266,15 @@ impl References {
             )));
         }
         if let Some(max) = placement.max_clients {
-            let same_realm = |peer: &DynamicObject| reference(peer, "realmRef").is_ok_and(|r| r == realm_key);
+            // Clients refused for their namespace take no place in the quota.
+            let same_realm = |peer: &DynamicObject| {
+                reference(peer, "realmRef").is_ok_and(|r| r == realm_key)
+                    && self.namespace_allowed(
+                        &placement.allowed_namespaces,
+                        &realm_key.namespace,
+                        &peer.namespace().unwrap_or_default(),
+                    )
+            };
             if position_among(object, peers, same_realm) >= max as usize {
                 return Err(Refusal::Denied(Detail::new(
                     reasons::QUOTA_EXCEEDED,

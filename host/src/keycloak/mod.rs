@@ -90,9 +90,13 @@ impl Endpoint {
         }
     }
 
-    /// The endpoint of a managed Keycloak: its in-cluster URL (or `url`
-    /// when given), and the operator's own client, else the bootstrap admin.
-    pub fn managed(namespace: &str, name: &str, url: &str) -> Self {
+    /// The endpoint of a managed Keycloak at `url`, reached with the
+    /// operator's own client. `setup` adds the bootstrap admin as a fallback
+    /// for the `Keycloak` resource's own reconciles, which create that
+    /// client: realms and clients never use the bootstrap admin, or realms
+    /// created with it would be administered by a user the operator stops
+    /// using, out of its own client's reach.
+    pub fn managed(namespace: &str, name: &str, url: &str, setup: bool) -> Self {
         let in_master = |secret_name: String, grant: AdminGrant| AdminCredentials {
             secret_name,
             grant,
@@ -104,11 +108,24 @@ impl Endpoint {
             url: url.trim_end_matches('/').to_owned(),
             source: CredentialSource {
                 namespace: namespace.to_owned(),
-                chain: vec![
-                    in_master(naming::operator_client_secret(name), AdminGrant::ClientCredentials),
-                    in_master(naming::bootstrap_admin_secret(name), AdminGrant::Password),
-                ],
+                chain: std::iter::once(in_master(
+                    naming::operator_client_secret(name),
+                    AdminGrant::ClientCredentials,
+                ))
+                .chain(setup.then(|| in_master(naming::bootstrap_admin_secret(name), AdminGrant::Password)))
+                .collect(),
             },
+        }
+    }
+
+    /// The key of this endpoint's connection: the setup credentials of a
+    /// managed Keycloak get a connection (and token) of their own, so a token
+    /// obtained as the bootstrap admin never serves another resource.
+    fn connection_key(&self) -> String {
+        if self.source.chain.len() > 1 {
+            format!("{} (setup)", self.key)
+        } else {
+            self.key.clone()
         }
     }
 }
@@ -143,7 +160,8 @@ impl KeycloakPool {
     /// credential settings changed (the old one's token and circuit go).
     pub fn connection(&self, endpoint: &Endpoint) -> Arc<Connection> {
         let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = connections.get(&endpoint.key)
+        let key = endpoint.connection_key();
+        if let Some(existing) = connections.get(&key)
             && existing.base_url == endpoint.url
             && existing.source == endpoint.source
         {
@@ -158,7 +176,7 @@ impl KeycloakPool {
             self.settings,
             self.metrics.clone(),
         ));
-        connections.insert(endpoint.key.clone(), connection.clone());
+        connections.insert(key, connection.clone());
         connection
     }
 

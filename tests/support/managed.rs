@@ -284,6 +284,11 @@ impl BootedKeycloak {
             container["env"].as_array().map(Vec::as_slice).unwrap_or(&[]),
         )
         .await?;
+        // The container's memory limit bounds the JVM in a pod (Keycloak's
+        // default heap is 70% of it); a local process sees the whole machine
+        // instead, and one Keycloak taking 70% of it starves everything else.
+        env.entry("JAVA_OPTS_KC_HEAP".into())
+            .or_insert_with(|| "-Xms128m -Xmx1g".into());
         // Network placement only: the pod's ports, on this machine's loopback.
         env.insert("KC_HTTP_HOST".into(), "127.0.0.1".into());
         env.insert("KC_HTTP_PORT".into(), ports.0.to_string());
@@ -352,6 +357,7 @@ impl Drop for BootedKeycloak {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
+                .arg("--")
                 .arg(format!("-{pid}"))
                 .status();
         }

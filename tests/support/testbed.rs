@@ -270,6 +270,7 @@ impl Drop for TestNamespace {
         let name = self.name.clone();
         run_detached_cleanup(move || async move {
             let client = kube_client().await?;
+            release_finalizers(&client, &name).await?;
             match Api::<Namespace>::all(client)
                 .delete(&name, &DeleteParams::default())
                 .await
@@ -280,6 +281,36 @@ impl Drop for TestNamespace {
             }
         });
     }
+}
+
+/// Removes the operator's finalizers from what a test left in `namespace`:
+/// the operator that would run them is gone, and the namespace controller
+/// would otherwise retry the namespace's deletion for ever, loading the API
+/// server for the rest of the run.
+async fn release_finalizers(client: &kube::Client, namespace: &str) -> Result<()> {
+    use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+    let release = serde_json::json!({"metadata": {"finalizers": null}});
+    for kind in [
+        crate::resources::client_kind(),
+        crate::resources::realm_kind(),
+        crate::resources::keycloak_kind(),
+    ] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &kind);
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue; // the CRD is not installed: nothing of this kind
+        };
+        for object in list.items {
+            let name = object.metadata.name.clone().unwrap_or_default();
+            if object.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty()) {
+                match api.patch(&name, &PatchParams::default(), &Patch::Merge(&release)).await {
+                    Ok(_) => {}
+                    Err(e) if api_error_code(&e) == Some(404) => {}
+                    Err(e) => return Err(anyhow!(e).context(format!("releasing {namespace}/{name}"))),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A small client for Keycloak's admin REST API, authenticated as the bed's

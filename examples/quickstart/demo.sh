@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the quickstart on the local test bed. Installs the CRDs, runs
 # the operator (in the background), applies examples/quickstart/, waits for
-# Ready, and shows the realm as Keycloak reports it.
+# Ready, shows the realm as Keycloak reports it, and gets a token with only
+# what the client's credentials Secret holds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck disable=SC1091
@@ -11,7 +12,8 @@ demo_dir="$TESTBED_DIR/demo"
 mkdir -p "$demo_dir" "$TESTBED_DIR/logs"
 components="$PWD/target/wasm32-wasip2/component"
 operator="$PWD/target/release/keycloak-operator"
-for file in "$operator" "$components/realm_component.wasm" "$components/keycloak_component.wasm"; do
+for file in "$operator" "$components/realm_component.wasm" "$components/keycloak_component.wasm" \
+  "$components/client_component.wasm"; do
   [[ -e "$file" ]] || { echo "missing $file: run make build" >&2; exit 1; }
 done
 
@@ -19,7 +21,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Installing the CRDs"
 kubectl apply --server-side -f crds/
-kubectl wait --for=condition=Established crd/keycloaks.keycloak.wasmop.dev crd/keycloakrealms.keycloak.wasmop.dev --timeout=60s
+kubectl wait --for=condition=Established crd/keycloaks.keycloak.wasmop.dev crd/keycloakrealms.keycloak.wasmop.dev \
+  crd/keycloakclients.keycloak.wasmop.dev --timeout=60s
 
 step "Starting the operator"
 if [[ -f "$demo_dir/operator.pid" ]] && kill -0 "$(cat "$demo_dir/operator.pid")" 2>/dev/null; then
@@ -32,6 +35,8 @@ components:
   grants: [keycloak-admin, read-secrets]
 - path: $components/realm_component.wasm
   grants: [keycloak-admin]
+- path: $components/client_component.wasm
+  grants: [keycloak-admin, read-secrets]
 resyncPeriod: 30s
 httpAddress: 127.0.0.1:$port
 runtime:
@@ -56,10 +61,11 @@ kubectl -n quickstart create secret generic sso-admin \
   --dry-run=client -o yaml | kubectl apply -f -
 sed "s|\${KEYCLOAK_URL}|$KEYCLOAK_URL|" examples/quickstart/keycloak.yaml | kubectl apply -f -
 kubectl apply -f examples/quickstart/realm.yaml
+kubectl apply -f examples/quickstart/client.yaml
 
 step "Waiting for Ready"
-kubectl -n quickstart wait --for=condition=Ready keycloak/sso keycloakrealm/shop --timeout=180s
-kubectl -n quickstart get keycloaks,keycloakrealms
+kubectl -n quickstart wait --for=condition=Ready keycloak/sso keycloakrealm/shop keycloakclient/shop-backend --timeout=180s
+kubectl -n quickstart get keycloaks,keycloakrealms,keycloakclients
 
 step "The realm as Keycloak reports it (GET /admin/realms/quickstart-shop)"
 token=$(curl -fs -d grant_type=password -d client_id=admin-cli -d "username=$KEYCLOAK_ADMIN_USER" \
@@ -74,6 +80,17 @@ shown = {k: realm.get(k) for k in keys}
 shown["attributes"] = {k: v for k, v in realm.get("attributes", {}).items()
                        if k == "team" or k.startswith("keycloak.wasmop.dev/")}
 print(json.dumps(shown, indent=2))'
+
+step "A token for shop-backend, with only what its Secret holds (the secret itself is not shown)"
+secret_key() { kubectl -n quickstart get secret shop-backend-credentials -o "jsonpath={.data.$1}" | base64 -d; }
+curl -fs -d grant_type=client_credentials --data-urlencode "client_id=$(secret_key client-id)" \
+  --data-urlencode "client_secret=$(secret_key client-secret)" "$(secret_key token-endpoint)" |
+  python3 -c '
+import base64, json, sys
+token = json.load(sys.stdin)["access_token"]
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+print(json.dumps({k: claims.get(k) for k in ["iss", "azp", "team", "resource_access"]}, indent=2))'
 
 step "Done"
 cat <<TEXT

@@ -4,8 +4,9 @@
 //! The client gets only the master realm's `create-realm` role: enough to
 //! read the server's information and to create realms, and Keycloak gives
 //! whoever creates a realm full administration of that realm. It has no
-//! access to realms it did not create (adopting one needs that realm's
-//! `realm-admin` role granted by hand; see docs/managed-keycloak.md).
+//! access to realms it did not create (adopting one needs the roles of that
+//! realm's `<realm>-realm` client in master granted to the operator's
+//! service account by hand; see docs/managed-keycloak.md).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -66,7 +66,11 @@ pub fn reconcile(request: &Request, resource: &Keycloak, spec: &ManagedKeycloak)
         .children_of_kind("Deployment")
         .find(|d| d.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
     let strategy = workload::strategy(spec, observed);
+    let upgrading = workload::upgrading_from(spec, observed);
     let mut children = workload_children(name, namespace, spec, &database, strategy);
+    if let (Some(from), Some(deployment)) = (&upgrading, children.first_mut()) {
+        deployment["metadata"]["annotations"] = json!({ workload::UPGRADING_FROM: from });
+    }
     children.push(credentials::bootstrap_secret(request, name)?);
     let operator_secret = credentials::operator_secret(request, name);
     children.extend(operator_secret.clone());
@@ -85,9 +89,6 @@ pub fn reconcile(request: &Request, resource: &Keycloak, spec: &ManagedKeycloak)
         "operatorCredentials": if operator_secret.is_some() { "ServiceAccount" } else { "BootstrapAdmin" },
         "version": resource.status.as_ref().and_then(|s| s.version.clone()),
     });
-    let upgrading = observed
-        .and_then(workload::running_version)
-        .filter(|running| running != spec.version());
 
     let response = match rollout {
         Rollout::Stuck { detail, .. } => Response::stalled(&detail.reason, detail.message),

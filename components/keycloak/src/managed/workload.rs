@@ -36,17 +36,46 @@ pub fn running_version(deployment: &Value) -> Option<String> {
     image.rsplit_once(':').map(|(_, tag)| tag.to_owned())
 }
 
-/// The strategy for the next rollout: `Auto` recreates when the version
+/// Annotation on the Deployment naming the version an upgrade replaces,
+/// kept until its rollout completes: once the Deployment names the new
+/// version, nothing else remembers that an upgrade is under way.
+pub const UPGRADING_FROM: &str = "keycloak.wasmop.dev/upgrading-from";
+
+/// The version being upgraded from, while a version change rolls out.
+pub fn upgrading_from(spec: &ManagedKeycloak, observed: Option<&Value>) -> Option<String> {
+    let observed = observed?;
+    if let Some(running) = running_version(observed).filter(|running| running != spec.version()) {
+        return Some(running);
+    }
+    let from = observed
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(UPGRADING_FROM))
+        .and_then(Value::as_str)?;
+    (!rollout_complete(observed)).then(|| from.to_owned())
+}
+
+/// Whether every replica of the Deployment runs its current template.
+fn rollout_complete(deployment: &Value) -> bool {
+    let number = |pointer: &str| deployment.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
+    let replicas = deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    number("/status/observedGeneration") >= number("/metadata/generation")
+        && number("/status/updatedReplicas") == replicas
+        && number("/status/availableReplicas") == replicas
+        && number("/status/replicas") == replicas
+}
+
+/// The strategy for the next rollout: `Auto` recreates while the version
 /// changes, because Keycloak migrates its schema at start and nodes of two
 /// versions must not share a cache cluster.
 pub fn strategy(spec: &ManagedKeycloak, observed: Option<&Value>) -> Strategy {
     match spec.update_strategy {
         UpdateStrategy::Rolling => Strategy::Rolling,
         UpdateStrategy::Recreate => Strategy::Recreate,
-        UpdateStrategy::Auto => match observed.and_then(running_version) {
-            Some(running) if running != spec.version() => Strategy::Recreate,
-            _ => Strategy::Rolling,
-        },
+        UpdateStrategy::Auto if upgrading_from(spec, observed).is_some() => Strategy::Recreate,
+        UpdateStrategy::Auto => Strategy::Rolling,
     }
 }
 
@@ -320,5 +349,22 @@ mod tests {
         assert_eq!(strategy(&spec, Some(&running("26.7.3"))), Strategy::Rolling);
         assert_eq!(strategy(&spec, Some(&running("26.6.0"))), Strategy::Recreate);
         assert_eq!(strategy(&spec, None), Strategy::Rolling);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_recreating_until_its_rollout_completes() {
+        let spec: ManagedKeycloak =
+            serde_json::from_value(json!({"version": "26.7.3", "database": {"dev": true}})).expect("spec");
+        let deployment = |available: i64| {
+            json!({
+                "metadata": {"generation": 2, "annotations": {UPGRADING_FROM: "26.6.0"}},
+                "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "quay.io/keycloak/keycloak:26.7.3"}]}}},
+                "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": available},
+            })
+        };
+        assert_eq!(upgrading_from(&spec, Some(&deployment(1))).as_deref(), Some("26.6.0"));
+        assert_eq!(strategy(&spec, Some(&deployment(1))), Strategy::Recreate);
+        assert_eq!(upgrading_from(&spec, Some(&deployment(2))), None);
+        assert_eq!(strategy(&spec, Some(&deployment(2))), Strategy::Rolling);
     }
 }

@@ -11,56 +11,16 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use keycloak_operator_e2e::managed::{
-    BootedKeycloak, TestDatabase, kubelet_marks_pods_ready, kubelet_reports_container, reserve_ports,
+    BootedKeycloak, TestDatabase, apply_secret, kubelet_marks_pods_ready, managed_keycloak, managed_options,
+    reserve_ports, secret_value,
 };
-use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
+use keycloak_operator_e2e::operator::Operator;
 use keycloak_operator_e2e::resources::{
     apply, condition, delete, get, install_crds, keycloak_kind, realm, realm_kind, wait_condition, wait_ready,
 };
-use keycloak_operator_e2e::testbed::{TestNamespace, eventually, http_client, kube_client, repo_root, unique_name};
+use keycloak_operator_e2e::testbed::{TestNamespace, eventually, http_client, kube_client, unique_name};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-
-fn managed(name: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "keycloak.wasmop.dev/v1alpha1",
-        "kind": "Keycloak",
-        "metadata": {"name": name},
-        "spec": {"managed": spec},
-    })
-}
-
-async fn secret(client: &kube::Client, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
-    let string_data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": string_data,
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&secret))
-        .await?;
-    Ok(())
-}
-
-fn secret_value(secret: &Secret, key: &str) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-        .unwrap_or_default()
-}
-
-fn options(ns: &str, overrides: &[(String, String)]) -> OperatorOptions {
-    let mut options = OperatorOptions::standard(&[ns]);
-    if !overrides.is_empty() {
-        options.extra.push_str("keycloakAddressOverrides:\n");
-        for (key, url) in overrides {
-            options.extra.push_str(&format!("  {key}: {url}\n"));
-        }
-    }
-    options
-}
 
 #[tokio::test]
 async fn a_managed_keycloak_boots_from_its_deployment_and_the_operator_moves_to_its_own_credentials() -> Result<()> {
@@ -70,7 +30,7 @@ async fn a_managed_keycloak_boots_from_its_deployment_and_the_operator_moves_to_
     let ns = ns.name();
     // Given a PostgreSQL database and its credentials
     let database = TestDatabase::create()?;
-    secret(
+    apply_secret(
         &client,
         ns,
         "keycloak-db",
@@ -80,7 +40,7 @@ async fn a_managed_keycloak_boots_from_its_deployment_and_the_operator_moves_to_
     // And an operator that reaches this Keycloak where the test will boot it
     let ports = reserve_ports()?;
     let overrides = [(format!("{ns}/sso"), format!("http://127.0.0.1:{}", ports.0))];
-    let operator = Operator::start(&options(ns, &overrides)).await?;
+    let operator = Operator::start(&managed_options(ns, &overrides)).await?;
 
     // When a managed Keycloak is applied
     let spec = json!({
@@ -90,7 +50,7 @@ async fn a_managed_keycloak_boots_from_its_deployment_and_the_operator_moves_to_
         }},
         "options": {"log-level": "INFO"},
     });
-    apply(&client, &keycloak_kind(), ns, managed("sso", spec)).await?;
+    apply(&client, &keycloak_kind(), ns, managed_keycloak("sso", spec)).await?;
 
     // Then, while no pod is available, it reports the rollout
     let object = wait_condition(
@@ -227,8 +187,8 @@ async fn children_are_owned_a_spec_change_updates_the_deployment_and_the_admin_s
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "managed-children").await?;
     let ns = ns.name();
-    secret(&client, ns, "db", &[("username", "keycloak"), ("password", "secret")]).await?;
-    let _operator = Operator::start(&options(ns, &[])).await?;
+    apply_secret(&client, ns, "db", &[("username", "keycloak"), ("password", "secret")]).await?;
+    let _operator = Operator::start(&managed_options(ns, &[])).await?;
     let spec = |replicas: i32, version: &str, log_level: &str| {
         json!({
             "version": version,
@@ -242,7 +202,13 @@ async fn children_are_owned_a_spec_change_updates_the_deployment_and_the_admin_s
     };
 
     // Given a managed Keycloak with two replicas, an Ingress and a NetworkPolicy
-    apply(&client, &keycloak_kind(), ns, managed("ha", spec(2, "26.7.3", "INFO"))).await?;
+    apply(
+        &client,
+        &keycloak_kind(),
+        ns,
+        managed_keycloak("ha", spec(2, "26.7.3", "INFO")),
+    )
+    .await?;
     let keycloak = wait_condition(
         &client,
         &keycloak_kind(),
@@ -314,7 +280,13 @@ async fn children_are_owned_a_spec_change_updates_the_deployment_and_the_admin_s
     assert!(password.len() >= 24, "a generated bootstrap password");
 
     // When the spec changes (log level)
-    apply(&client, &keycloak_kind(), ns, managed("ha", spec(2, "26.7.3", "DEBUG"))).await?;
+    apply(
+        &client,
+        &keycloak_kind(),
+        ns,
+        managed_keycloak("ha", spec(2, "26.7.3", "DEBUG")),
+    )
+    .await?;
     // Then the Deployment follows, rolling
     let updated = eventually(
         "the Deployment to follow the spec",
@@ -335,7 +307,13 @@ async fn children_are_owned_a_spec_change_updates_the_deployment_and_the_admin_s
     );
 
     // When the version changes
-    apply(&client, &keycloak_kind(), ns, managed("ha", spec(2, "26.6.1", "DEBUG"))).await?;
+    apply(
+        &client,
+        &keycloak_kind(),
+        ns,
+        managed_keycloak("ha", spec(2, "26.6.1", "DEBUG")),
+    )
+    .await?;
     // Then the Deployment is recreated rather than rolled, and the status says why
     let object = eventually(
         "the upgrade to be reported",
@@ -384,242 +362,5 @@ async fn children_are_owned_a_spec_change_updates_the_deployment_and_the_admin_s
         },
     )
     .await?;
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_missing_database_secret_is_reported_and_nothing_starts_until_it_exists() -> Result<()> {
-    let client = kube_client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "managed-nodb").await?;
-    let ns = ns.name();
-    let _operator = Operator::start(&options(ns, &[])).await?;
-    let spec = json!({"database": {"postgres": {"host": "db.example", "database": "keycloak", "credentialsSecret": "not-yet"}}});
-
-    // When the database Secret does not exist
-    apply(&client, &keycloak_kind(), ns, managed("sso", spec)).await?;
-
-    // Then the condition says so, and no Deployment is created
-    let object = wait_condition(
-        &client,
-        &keycloak_kind(),
-        ns,
-        "sso",
-        "Ready=False/DatabaseSecretMissing",
-        Duration::from_secs(90),
-    )
-    .await?;
-    assert!(
-        condition(&object, "Ready")
-            .and_then(|c| c["message"].as_str())
-            .unwrap_or_default()
-            .contains("not-yet")
-    );
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    assert!(deployments.get_opt("sso").await?.is_none());
-
-    // When the Secret appears, the Keycloak is deployed
-    secret(
-        &client,
-        ns,
-        "not-yet",
-        &[("username", "keycloak"), ("password", "secret")],
-    )
-    .await?;
-    eventually(
-        "the Deployment",
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || async { Ok(deployments.get_opt("sso").await?) },
-    )
-    .await?;
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_cloudnativepg_cluster_is_wired_through_its_secret_and_service() -> Result<()> {
-    let client = kube_client().await?;
-    install_crds(&client).await?;
-    // Given CloudNativePG's real Cluster CRD (no CNPG controller runs)
-    let crd_file = std::path::PathBuf::from(keycloak_operator_e2e::managed::bed_var("TESTBED_CNPG_CRDS")?)
-        .join("postgresql.cnpg.io_clusters.yaml");
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(&crd_file)?)?;
-    Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
-        client.clone(),
-    )
-    .patch(
-        "clusters.postgresql.cnpg.io",
-        &PatchParams::apply("e2e-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
-    let ns = TestNamespace::create(&client, "managed-cnpg").await?;
-    let ns = ns.name();
-    // And a Cluster with the Secret and Service CloudNativePG makes for it
-    let cluster_kind = kube::api::ApiResource {
-        group: "postgresql.cnpg.io".into(),
-        version: "v1".into(),
-        api_version: "postgresql.cnpg.io/v1".into(),
-        kind: "Cluster".into(),
-        plural: "clusters".into(),
-    };
-    eventually(
-        "the Cluster CRD to be served",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
-        || async {
-            let created = apply(
-                &client,
-                &cluster_kind,
-                ns,
-                json!({
-                    "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg"},
-                    "spec": {"instances": 1, "storage": {"size": "1Gi"}},
-                }),
-            )
-            .await;
-            Ok(created.ok().map(|_| ()))
-        },
-    )
-    .await?;
-    secret(
-        &client,
-        ns,
-        "pg-app",
-        &[("username", "app"), ("password", "secret"), ("dbname", "app")],
-    )
-    .await?;
-    let service: Service = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "pg-rw", "namespace": ns},
-        "spec": {"ports": [{"port": 5432}], "selector": {"cnpg.io/cluster": "pg"}},
-    }))?;
-    Api::<Service>::namespaced(client.clone(), ns)
-        .patch(
-            "pg-rw",
-            &PatchParams::apply("e2e-test").force(),
-            &Patch::Apply(&service),
-        )
-        .await?;
-    let _operator = Operator::start(&options(ns, &[])).await?;
-
-    // When a managed Keycloak names the cluster
-    apply(
-        &client,
-        &keycloak_kind(),
-        ns,
-        managed("sso", json!({"database": {"cloudNativePG": {"clusterName": "pg"}}})),
-    )
-    .await?;
-
-    // Then its pods take the database from the cluster's Secret and Service
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = eventually(
-        "the Deployment",
-        Duration::from_secs(90),
-        Duration::from_millis(500),
-        || async { Ok(deployments.get_opt("sso").await?) },
-    )
-    .await?;
-    let env = serde_json::to_value(deployment)?["spec"]["template"]["spec"]["containers"][0]["env"].clone();
-    let var = |name: &str| {
-        env.as_array()
-            .and_then(|e| e.iter().find(|v| v["name"] == name))
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert_eq!(var("KC_DB")["value"], "postgres");
-    assert_eq!(var("KC_DB_URL_HOST")["value"], format!("pg-rw.{ns}.svc"));
-    assert_eq!(var("KC_DB_USERNAME")["valueFrom"]["secretKeyRef"]["name"], "pg-app");
-    assert_eq!(var("KC_DB_PASSWORD")["valueFrom"]["secretKeyRef"]["key"], "password");
-    assert_eq!(var("KC_DB_URL_DATABASE")["valueFrom"]["secretKeyRef"]["key"], "dbname");
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_bad_image_and_an_unreachable_database_are_told_apart() -> Result<()> {
-    let client = kube_client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "managed-stuck").await?;
-    let ns = ns.name();
-    let _operator = Operator::start(&options(ns, &[])).await?;
-    apply(
-        &client,
-        &keycloak_kind(),
-        ns,
-        managed("sso", json!({"database": {"dev": true}})),
-    )
-    .await?;
-    let object = wait_condition(
-        &client,
-        &keycloak_kind(),
-        ns,
-        "sso",
-        "Ready=False/RolloutInProgress",
-        Duration::from_secs(90),
-    )
-    .await?;
-    // The dev database is flagged as not for production
-    assert_eq!(
-        condition(&object, "ProductionReady").map(|c| c["reason"].clone()),
-        Some(json!("DevDatabase"))
-    );
-
-    // When the kubelet cannot pull the image
-    kubelet_reports_container(
-        &client,
-        ns,
-        "sso",
-        json!({
-            "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
-        }),
-    )
-    .await?;
-    // Then the Keycloak is stalled, saying so
-    let object = wait_condition(
-        &client,
-        &keycloak_kind(),
-        ns,
-        "sso",
-        "Ready=False/ImagePullFailed",
-        Duration::from_secs(90),
-    )
-    .await?;
-    assert_eq!(
-        condition(&object, "Stalled").map(|c| c["status"].clone()),
-        Some(json!("True"))
-    );
-
-    // When Keycloak keeps exiting with what it prints when its database does not answer
-    let log = std::fs::read_to_string(repo_root().join("tests/fixtures/keycloak-database-unreachable.log"))?;
-    kubelet_reports_container(
-        &client,
-        ns,
-        "sso",
-        json!({
-            "restartCount": 4,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}},
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": log}},
-        }),
-    )
-    .await?;
-    // Then the reason names the database
-    let object = wait_condition(
-        &client,
-        &keycloak_kind(),
-        ns,
-        "sso",
-        "Ready=False/DatabaseUnreachable",
-        Duration::from_secs(90),
-    )
-    .await?;
-    let message = condition(&object, "Ready")
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default();
-    assert!(
-        message.contains("Failed to obtain JDBC connection") || message.contains("refused"),
-        "{message}"
-    );
     Ok(())
 }

@@ -363,3 +363,48 @@ impl Drop for BootedKeycloak {
         }
     }
 }
+
+/// A `Keycloak` manifest of the managed form with `spec` as `spec.managed`.
+pub fn managed_keycloak(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "keycloak.wasmop.dev/v1alpha1",
+        "kind": "Keycloak",
+        "metadata": {"name": name},
+        "spec": {"managed": spec},
+    })
+}
+
+/// Creates or replaces a Secret with `data` (plain strings).
+pub async fn apply_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
+    let string_data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "stringData": string_data,
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&secret))
+        .await?;
+    Ok(())
+}
+
+/// One key of a Secret, as text (empty when missing).
+pub fn secret_value(secret: &Secret, key: &str) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .unwrap_or_default()
+}
+
+/// The shipped components for namespace `ns`, reaching managed Keycloaks at
+/// `overrides` (`namespace/name` → URL) instead of their in-cluster address.
+pub fn managed_options(ns: &str, overrides: &[(String, String)]) -> crate::operator::OperatorOptions {
+    let mut options = crate::operator::OperatorOptions::standard(&[ns]);
+    if !overrides.is_empty() {
+        options.extra.push_str("keycloakAddressOverrides:\n");
+        for (key, url) in overrides {
+            options.extra.push_str(&format!("  {key}: {url}\n"));
+        }
+    }
+    options
+}

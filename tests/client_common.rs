@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keycloak_operator_e2e::operator::{Component, OperatorOptions, sum_metric};
+use keycloak_operator_e2e::operator::{Component, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     apply, client_kind, delete, install_crds, keycloak, keycloak_client, realm, realm_kind, wait_gone, wait_ready,
 };
@@ -149,12 +149,4 @@ pub fn scale_client(i: usize, prefix: &str) -> Value {
                                  "config": {"claim.name": "tenant", "claim.value": format!("t{i}")}}],
         }),
     )
-}
-
-/// Keycloak writes (PUT, POST, DELETE) the operator has sent so far.
-pub fn writes(metrics: &str) -> f64 {
-    ["PUT", "POST", "DELETE"]
-        .iter()
-        .map(|m| sum_metric(metrics, "keycloak_operator_keycloak_requests_total", &[("method", m)]))
-        .sum()
 }

@@ -6,8 +6,9 @@ mod client_common;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use client_common::{REALM, RealmBed, client_credentials_grant, client_options, writes};
+use client_common::{REALM, RealmBed, client_credentials_grant, client_options};
 use k8s_openapi::api::core::v1::Secret;
+use keycloak_operator_e2e::bench::writes;
 use keycloak_operator_e2e::operator::Operator;
 use keycloak_operator_e2e::resources::{TEST_MANAGER, apply, client_kind, keycloak_client, secret_data, wait_ready};
 use keycloak_operator_e2e::testbed::{eventually, unique_name};

@@ -6,7 +6,8 @@ mod client_common;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use client_common::{REALM, RealmBed, client_credentials_grant, client_options, jwt_claims, writes};
+use client_common::{REALM, RealmBed, client_credentials_grant, client_options, jwt_claims};
+use keycloak_operator_e2e::bench::writes;
 use keycloak_operator_e2e::operator::Operator;
 use keycloak_operator_e2e::resources::{
     apply, client_kind, condition, delete, keycloak_client, secret_data, wait_condition, wait_gone, wait_ready,

@@ -13,11 +13,12 @@ mod client_common;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use client_common::{REALM, RealmBed, client_options, scale_client, writes};
+use anyhow::Result;
+use client_common::{REALM, RealmBed, client_options, scale_client};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use keycloak_operator_e2e::bench::{rss_mib, wait_all_gone, wait_all_ready};
-use keycloak_operator_e2e::operator::{Operator, OperatorOptions, sum_metric};
+use keycloak_operator_e2e::bench::writes;
+use keycloak_operator_e2e::bench::{SteadyState, wait_all_gone, wait_all_ready};
+use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{apply, client_kind, realm_kind, wait_gone};
 use keycloak_operator_e2e::testbed::unique_name;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -63,21 +64,8 @@ async fn main() -> Result<()> {
     // Steady state: a fresh operator resyncing every client as often as it
     // can (a period shorter than one pass), with nothing to change.
     let steady = Operator::start(&options(&ns, "100ms")).await?;
-    let pid = steady.pid().context("operator pid")?;
-    wait_all_ready(&api, CLIENTS, Duration::from_secs(300)).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = steady.metrics().await?;
-    let started = Instant::now();
-    tokio::time::sleep(WINDOW).await;
-    let after = steady.metrics().await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let kind = [("kind", "keycloak.wasmop.dev/KeycloakClient")];
-    let delta =
-        |name: &str, labels: &[(&str, &str)]| sum_metric(&after, name, labels) - sum_metric(&before, name, labels);
-    let reconciles = delta("keycloak_operator_reconciles_total", &kind);
-    let busy = delta("keycloak_operator_reconcile_duration_seconds_sum", &kind);
-    let in_keycloak = delta("keycloak_operator_reconcile_keycloak_seconds_sum", &kind);
-    let rss = rss_mib(pid);
+    let steady_state =
+        SteadyState::measure(&steady, &api, CLIENTS, "keycloak.wasmop.dev/KeycloakClient", WINDOW).await?;
 
     println!(
         "clients benchmark: {CLIENTS} confidential KeycloakClients in one realm of the test bed's Keycloak, 16 workers"
@@ -88,21 +76,7 @@ async fn main() -> Result<()> {
         CLIENTS as f64 / creation.as_secs_f64(),
         writes(&created_metrics) - writes(&before_creation)
     );
-    println!(
-        "steady state over {elapsed:.0}s: {reconciles:.0} reconciles = {:.0} reconciles/s",
-        reconciles / elapsed
-    );
-    println!(
-        "  mean reconcile {:.1} ms, of which in Keycloak calls {:.1} ms ({:.0}%)",
-        1000.0 * busy / reconciles.max(1.0),
-        1000.0 * in_keycloak / reconciles.max(1.0),
-        100.0 * in_keycloak / busy.max(f64::EPSILON)
-    );
-    println!(
-        "  Keycloak writes in steady state: {}",
-        writes(&after) - writes(&before)
-    );
-    println!("  operator RSS: {rss:.0} MiB");
+    steady_state.print();
     drop(steady);
 
     // Clean up the fast documented way: the realm goes with its clients,

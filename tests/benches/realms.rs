@@ -10,10 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use keycloak_operator_e2e::bench::{rss_mib, wait_all_gone, wait_all_ready};
-use keycloak_operator_e2e::operator::{Operator, OperatorOptions, sum_metric};
+use keycloak_operator_e2e::bench::{SteadyState, wait_all_gone, wait_all_ready, writes};
+use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{apply, delete, install_crds, keycloak, realm, realm_kind};
 use keycloak_operator_e2e::testbed::{TestNamespace, kube_client, unique_name};
 use kube::api::{Api, DynamicObject};
@@ -21,13 +21,6 @@ use serde_json::json;
 
 const REALMS: usize = 200;
 const WINDOW: Duration = Duration::from_secs(30);
-
-fn writes(metrics: &str) -> f64 {
-    ["PUT", "POST", "DELETE"]
-        .iter()
-        .map(|m| sum_metric(metrics, "keycloak_operator_keycloak_requests_total", &[("method", m)]))
-        .sum()
-}
 
 fn operator_options(ns: &str, resync: &str) -> OperatorOptions {
     let mut options = OperatorOptions::standard(&[ns]);
@@ -74,21 +67,7 @@ async fn main() -> Result<()> {
     // Steady state: a fresh operator resyncing every realm as often as it
     // can (period shorter than one pass), with nothing to change.
     let steady = Operator::start(&operator_options(&ns, "100ms")).await?;
-    let pid = steady.pid().context("operator pid")?;
-    wait_all_ready(&api, REALMS, Duration::from_secs(300)).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = steady.metrics().await?;
-    let started = Instant::now();
-    tokio::time::sleep(WINDOW).await;
-    let after = steady.metrics().await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let kind = [("kind", "keycloak.wasmop.dev/KeycloakRealm")];
-    let delta =
-        |name: &str, labels: &[(&str, &str)]| sum_metric(&after, name, labels) - sum_metric(&before, name, labels);
-    let reconciles = delta("keycloak_operator_reconciles_total", &kind);
-    let busy = delta("keycloak_operator_reconcile_duration_seconds_sum", &kind);
-    let in_keycloak = delta("keycloak_operator_reconcile_keycloak_seconds_sum", &kind);
-    let rss = rss_mib(pid);
+    let steady_state = SteadyState::measure(&steady, &api, REALMS, "keycloak.wasmop.dev/KeycloakRealm", WINDOW).await?;
 
     println!("realms benchmark: {REALMS} KeycloakRealms against the test bed's Keycloak, 16 workers");
     println!(
@@ -97,21 +76,7 @@ async fn main() -> Result<()> {
         REALMS as f64 / creation.as_secs_f64(),
         writes(&created_metrics)
     );
-    println!(
-        "steady state over {elapsed:.0}s: {reconciles:.0} reconciles = {:.0} reconciles/s",
-        reconciles / elapsed
-    );
-    println!(
-        "  mean reconcile {:.1} ms, of which in Keycloak calls {:.1} ms ({:.0}%)",
-        1000.0 * busy / reconciles.max(1.0),
-        1000.0 * in_keycloak / reconciles.max(1.0),
-        100.0 * in_keycloak / busy.max(f64::EPSILON)
-    );
-    println!(
-        "  Keycloak writes in steady state: {}",
-        writes(&after) - writes(&before)
-    );
-    println!("  operator RSS: {rss:.0} MiB");
+    steady_state.print();
     drop(steady);
 
     // Clean up: the realms go from Keycloak with their resources.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use kube::api::{Api, DynamicObject, ListParams};
 
+use crate::operator::{Operator, sum_metric};
 use crate::resources::condition;
 
 /// The resident memory of process `pid`, in MiB (0 when unreadable).
@@ -59,4 +60,75 @@ pub async fn wait_all_gone(api: &Api<DynamicObject>, timeout: Duration) -> Resul
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
+}
+
+/// Keycloak writes (PUT, POST, DELETE) counted in an operator's metrics.
+pub fn writes(metrics: &str) -> f64 {
+    ["PUT", "POST", "DELETE"]
+        .iter()
+        .map(|m| sum_metric(metrics, "keycloak_operator_keycloak_requests_total", &[("method", m)]))
+        .sum()
+}
+
+/// What an operator did over a steady-state window.
+pub struct SteadyState {
+    /// Length of the window, in seconds.
+    pub seconds: f64,
+    /// Reconciles of the kind.
+    pub reconciles: f64,
+    /// Seconds spent in those reconciles.
+    pub busy: f64,
+    /// Of which waiting for Keycloak.
+    pub in_keycloak: f64,
+    /// Keycloak writes (must be 0 when nothing changes).
+    pub writes: f64,
+    /// The operator's resident memory at the end, in MiB.
+    pub rss_mib: f64,
+}
+
+impl SteadyState {
+    /// Measures `operator` over `window`, once `expected` objects of `api`
+    /// are Ready and the first pass has settled; `kind` is `group/Kind`.
+    pub async fn measure(
+        operator: &Operator,
+        api: &Api<DynamicObject>,
+        expected: usize,
+        kind: &str,
+        window: Duration,
+    ) -> Result<Self> {
+        wait_all_ready(api, expected, Duration::from_secs(300)).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = operator.metrics().await?;
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let after = operator.metrics().await?;
+        let labels = [("kind", kind)];
+        let delta = |name: &str| sum_metric(&after, name, &labels) - sum_metric(&before, name, &labels);
+        Ok(SteadyState {
+            seconds: started.elapsed().as_secs_f64(),
+            reconciles: delta("keycloak_operator_reconciles_total"),
+            busy: delta("keycloak_operator_reconcile_duration_seconds_sum"),
+            in_keycloak: delta("keycloak_operator_reconcile_keycloak_seconds_sum"),
+            writes: writes(&after) - writes(&before),
+            rss_mib: operator.pid().map_or(0.0, rss_mib),
+        })
+    }
+
+    /// Prints the figures, one line each.
+    pub fn print(&self) {
+        println!(
+            "steady state over {:.0}s: {:.0} reconciles = {:.0} reconciles/s",
+            self.seconds,
+            self.reconciles,
+            self.reconciles / self.seconds
+        );
+        println!(
+            "  mean reconcile {:.1} ms, of which in Keycloak calls {:.1} ms ({:.0}%)",
+            1000.0 * self.busy / self.reconciles.max(1.0),
+            1000.0 * self.in_keycloak / self.reconciles.max(1.0),
+            100.0 * self.in_keycloak / self.busy.max(f64::EPSILON)
+        );
+        println!("  Keycloak writes in steady state: {}", self.writes);
+        println!("  operator RSS: {:.0} MiB", self.rss_mib);
+    }
 }

@@ -102,13 +102,11 @@ impl Drop for TestDatabase {
     }
 }
 
-/// What a kubelet would do when the pods' containers are ready: mark every
-/// Pod of the Keycloak Ready, so that the real ReplicaSet and Deployment
-/// controllers count them available.
-pub async fn kubelet_marks_pods_ready(client: &Client, namespace: &str, keycloak: &str) -> Result<usize> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+/// The Pods of a managed Keycloak, once the real ReplicaSet controller has
+/// created at least one.
+async fn pods_of(pods: &Api<Pod>, keycloak: &str) -> Result<Vec<Pod>> {
     let selector = format!("app.kubernetes.io/instance={keycloak}");
-    let list = eventually(
+    eventually(
         "the ReplicaSet controller to create pods",
         Duration::from_secs(60),
         Duration::from_millis(250),
@@ -121,7 +119,15 @@ pub async fn kubelet_marks_pods_ready(client: &Client, namespace: &str, keycloak
             }
         },
     )
-    .await?;
+    .await
+}
+
+/// What a kubelet would do when the pods' containers are ready: mark every
+/// Pod of the Keycloak Ready, so that the real ReplicaSet and Deployment
+/// controllers count them available.
+pub async fn kubelet_marks_pods_ready(client: &Client, namespace: &str, keycloak: &str) -> Result<usize> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods_of(&pods, keycloak).await?;
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -162,21 +168,7 @@ pub async fn kubelet_reports_container(
     container_status: Value,
 ) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("app.kubernetes.io/instance={keycloak}");
-    let list = eventually(
-        "pods to exist",
-        Duration::from_secs(60),
-        Duration::from_millis(250),
-        || {
-            let pods = pods.clone();
-            let selector = selector.clone();
-            async move {
-                let list = pods.list(&ListParams::default().labels(&selector)).await?;
-                Ok((!list.items.is_empty()).then_some(list.items))
-            }
-        },
-    )
-    .await?;
+    let list = pods_of(&pods, keycloak).await?;
     for pod in list {
         let mut status = container_status.clone();
         status["name"] = json!("keycloak");

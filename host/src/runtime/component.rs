@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
+use wasmtime::component::{Instance, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::cache::CompileCache;
@@ -224,7 +224,9 @@ impl Runtime {
             message: format!("{e:#}"),
         };
         let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        // Type-checks the exports against this version of the contract.
         let pre = v0_1::BindingsPre::new(pre).map_err(link_error)?;
+        let exports = v0_1::Exports::new(&pre).map_err(link_error)?;
         let mut loaded = LoadedComponent {
             description: placeholder_description(),
             digest: format!("sha256:{digest_hex}"),
@@ -233,6 +235,7 @@ impl Runtime {
             from_cache,
             loaded_at: SystemTime::now(),
             pre,
+            exports,
             runtime: self.clone(),
         };
         let describe = CallContext::bare(path.display().to_string(), "describe");
@@ -366,6 +369,7 @@ pub struct LoadedComponent {
     /// When it was loaded.
     pub loaded_at: SystemTime,
     pre: v0_1::BindingsPre<StoreState>,
+    exports: v0_1::Exports,
     runtime: Arc<Runtime>,
 }
 
@@ -396,10 +400,10 @@ impl LoadedComponent {
         &self,
         call: CallContext,
         guest_limit: Duration,
-    ) -> Result<(v0_1::Bindings, Store<StoreState>), CallFailure> {
+    ) -> Result<(Instance, Store<StoreState>), CallFailure> {
         let mut store = self.runtime.new_store(call, guest_limit);
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok((bindings, store)),
+        match self.pre.instance_pre().instantiate_async(&mut store).await {
+            Ok(instance) => Ok((instance, store)),
             Err(error) => Err(
                 classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes)
                     .unwrap_or_else(|| CallFailure::Instantiate(format!("{error:#}"))),
@@ -437,8 +441,8 @@ impl LoadedComponent {
 
     /// Calls `describe` in a fresh store.
     pub async fn describe(&self, call: CallContext) -> Result<Description, CallFailure> {
-        let (bindings, mut store) = self.instantiate(call, self.runtime.settings.guest_time_limit).await?;
-        let result = v0_1::describe(&bindings, &mut store).await;
+        let (instance, mut store) = self.instantiate(call, self.runtime.settings.guest_time_limit).await?;
+        let result = v0_1::describe(&self.exports, &instance, &mut store).await;
         self.finish(store, result).result
     }
 
@@ -448,7 +452,7 @@ impl LoadedComponent {
         call: CallContext,
         request: &ReconcileRequest,
     ) -> Called<Result<ReconcileResponse, ReconcileError>> {
-        let (bindings, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+        let (instance, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
             Ok(instance) => instance,
             Err(failure) => {
                 return Called {
@@ -457,7 +461,7 @@ impl LoadedComponent {
                 };
             }
         };
-        let result = v0_1::reconcile(&bindings, &mut store, request).await;
+        let result = v0_1::reconcile(&self.exports, &instance, &mut store, request).await;
         self.finish(store, result)
     }
 
@@ -467,7 +471,7 @@ impl LoadedComponent {
         call: CallContext,
         request: &ReconcileRequest,
     ) -> Called<Result<FinalizeResponse, ReconcileError>> {
-        let (bindings, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+        let (instance, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
             Ok(instance) => instance,
             Err(failure) => {
                 return Called {
@@ -476,7 +480,7 @@ impl LoadedComponent {
                 };
             }
         };
-        let result = v0_1::finalize(&bindings, &mut store, request).await;
+        let result = v0_1::finalize(&self.exports, &instance, &mut store, request).await;
         self.finish(store, result)
     }
 }

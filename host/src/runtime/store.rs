@@ -17,9 +17,11 @@ const STDERR_CAPTURE: usize = 16 << 10;
 
 /// Everything a store holds.
 pub struct StoreState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most reconciles make none, and
+    /// building it (random seeds, clocks, stdio) was a tenth of the host's
+    /// cost per call.
+    wasi: Option<(WasiCtx, MemoryOutputPipe)>,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
     pub(crate) limiter: MemoryCap,
     pub(crate) budget: Budget,
     pub(crate) call: CallContext,
@@ -29,12 +31,9 @@ impl StoreState {
     /// A store for one call: no environment, no files, no network; stderr
     /// captured for the log.
     pub fn new(call: CallContext, memory_limit: usize, budget: Budget) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         StoreState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
-            stderr,
             limiter: MemoryCap {
                 limit: memory_limit,
                 exceeded: false,
@@ -46,7 +45,10 @@ impl StoreState {
 
     /// What the guest wrote to stderr, lossily decoded.
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_owned()
+        match &self.wasi {
+            Some((_, stderr)) => String::from_utf8_lossy(&stderr.contents()).trim().to_owned(),
+            None => String::new(),
+        }
     }
 
     /// Charges the time since `started` to the host, not to the guest's
@@ -58,8 +60,12 @@ impl StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (ctx, _) = self.wasi.get_or_insert_with(|| {
+            let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+            (WasiCtx::builder().stderr(stderr.clone()).build(), stderr)
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use wasmtime::component::{ComponentExportIndex, Instance, TypedFunc};
+
 use super::imports;
 use super::model;
 use super::store::StoreState;
@@ -20,7 +22,6 @@ wasmtime::component::bindgen!({
 
 use keycloak_operator::reconciler::{keycloak, log, secrets, types};
 
-pub use ReconcilerComponent as Bindings;
 pub use ReconcilerComponentPre as BindingsPre;
 
 /// Adds this version's interfaces to a linker.
@@ -88,15 +89,87 @@ impl secrets::Host for StoreState {
     }
 }
 
+/// The exported interface every reconciler component of this version has.
+const RECONCILER_INTERFACE: &str = "keycloak-operator:reconciler/reconciler@0.1.0";
+
+type DescribeFunc = TypedFunc<(), (types::Description,)>;
+type ReconcileFunc = TypedFunc<(types::ReconcileRequest,), (Result<types::ReconcileResponse, types::ReconcileError>,)>;
+type FinalizeFunc = TypedFunc<(types::ReconcileRequest,), (Result<types::FinalizeResponse, types::ReconcileError>,)>;
+
+/// Where the reconciler's functions sit among a component's exports.
+///
+/// Found once per loaded component so that a call finds its function by
+/// index. The generated `Bindings::new` would look up and type-check all
+/// three functions again on every instantiation, which measured as a tenth
+/// of the host's overhead per call.
+#[derive(Clone)]
+pub struct Exports {
+    describe: ComponentExportIndex,
+    reconcile: ComponentExportIndex,
+    finalize: ComponentExportIndex,
+}
+
+impl Exports {
+    /// Finds the functions of a component that `BindingsPre::new` accepted.
+    pub fn new(pre: &BindingsPre<StoreState>) -> wasmtime::Result<Self> {
+        let component = pre.instance_pre().component();
+        let interface = component
+            .get_export_index(None, RECONCILER_INTERFACE)
+            .ok_or_else(|| wasmtime::format_err!("no export `{RECONCILER_INTERFACE}` found"))?;
+        let function = |name: &str| {
+            component
+                .get_export_index(Some(&interface), name)
+                .ok_or_else(|| wasmtime::format_err!("no export `{RECONCILER_INTERFACE}#{name}` found"))
+        };
+        Ok(Exports {
+            describe: function("describe")?,
+            reconcile: function("reconcile")?,
+            finalize: function("finalize")?,
+        })
+    }
+
+    fn func(
+        &self,
+        store: &mut wasmtime::Store<StoreState>,
+        instance: &Instance,
+        index: &ComponentExportIndex,
+    ) -> wasmtime::Result<wasmtime::component::Func> {
+        instance
+            .get_func(store, index)
+            .ok_or_else(|| wasmtime::format_err!("the instance lacks an export its component has"))
+    }
+
+    fn describe(&self, store: &mut wasmtime::Store<StoreState>, instance: &Instance) -> wasmtime::Result<DescribeFunc> {
+        let func = self.func(store, instance, &self.describe)?;
+        // SAFETY: `BindingsPre::new` type-checked this export against the
+        // generated signature, which `DescribeFunc` repeats.
+        Ok(unsafe { DescribeFunc::new_unchecked(func) })
+    }
+
+    fn reconcile(
+        &self,
+        store: &mut wasmtime::Store<StoreState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<ReconcileFunc> {
+        let func = self.func(store, instance, &self.reconcile)?;
+        // SAFETY: as in `describe`.
+        Ok(unsafe { ReconcileFunc::new_unchecked(func) })
+    }
+
+    fn finalize(&self, store: &mut wasmtime::Store<StoreState>, instance: &Instance) -> wasmtime::Result<FinalizeFunc> {
+        let func = self.func(store, instance, &self.finalize)?;
+        // SAFETY: as in `describe`.
+        Ok(unsafe { FinalizeFunc::new_unchecked(func) })
+    }
+}
+
 /// Calls `describe`.
 pub async fn describe(
-    bindings: &Bindings,
+    exports: &Exports,
+    instance: &Instance,
     store: &mut wasmtime::Store<StoreState>,
 ) -> wasmtime::Result<model::Description> {
-    let d = bindings
-        .keycloak_operator_reconciler_reconciler()
-        .call_describe(store)
-        .await?;
+    let (d,) = exports.describe(store, instance)?.call_async(&mut *store, ()).await?;
     Ok(model::Description {
         name: d.name,
         version: d.version,
@@ -175,13 +248,14 @@ fn error(e: types::ReconcileError) -> model::ReconcileError {
 
 /// Calls `reconcile`.
 pub async fn reconcile(
-    bindings: &Bindings,
+    exports: &Exports,
+    instance: &Instance,
     store: &mut wasmtime::Store<StoreState>,
     req: &model::ReconcileRequest,
 ) -> wasmtime::Result<Result<model::ReconcileResponse, model::ReconcileError>> {
-    let result = bindings
-        .keycloak_operator_reconciler_reconciler()
-        .call_reconcile(store, &request(req))
+    let (result,) = exports
+        .reconcile(store, instance)?
+        .call_async(&mut *store, (request(req),))
         .await?;
     Ok(result
         .map(|r| model::ReconcileResponse {
@@ -210,13 +284,14 @@ pub async fn reconcile(
 
 /// Calls `finalize`.
 pub async fn finalize(
-    bindings: &Bindings,
+    exports: &Exports,
+    instance: &Instance,
     store: &mut wasmtime::Store<StoreState>,
     req: &model::ReconcileRequest,
 ) -> wasmtime::Result<Result<model::FinalizeResponse, model::ReconcileError>> {
-    let result = bindings
-        .keycloak_operator_reconciler_reconciler()
-        .call_finalize(store, &request(req))
+    let (result,) = exports
+        .finalize(store, instance)?
+        .call_async(&mut *store, (request(req),))
         .await?;
     Ok(result
         .map(|r| model::FinalizeResponse {

@@ -10,7 +10,9 @@ use client_common::{REALM, RealmBed, client_credentials_grant, client_options};
 use k8s_openapi::api::core::v1::Secret;
 use keycloak_operator_e2e::bench::writes;
 use keycloak_operator_e2e::operator::Operator;
-use keycloak_operator_e2e::resources::{TEST_MANAGER, apply, client_kind, keycloak_client, secret_data, wait_ready};
+use keycloak_operator_e2e::resources::{
+    TEST_MANAGER, apply, client_kind, condition, keycloak_client, secret_data, wait_condition, wait_ready,
+};
 use keycloak_operator_e2e::testbed::{eventually, unique_name};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -241,4 +243,78 @@ async fn a_secret_supplied_by_the_user_is_used_and_followed() -> Result<()> {
     assert_eq!(token_status(&data, "second-supplied-secret-456").await?, 200);
     assert_eq!(token_status(&data, "first-supplied-secret-123").await?, 401);
     bed.teardown(&["inventory"]).await
+}
+
+#[tokio::test]
+async fn a_secret_name_taken_by_somebody_else_is_refused_and_left_alone() -> Result<()> {
+    // Given a Secret the operator did not make
+    let bed = RealmBed::create("client-taken", json!({})).await?;
+    let ns = bed.ns();
+    let _operator = Operator::start(&client_options(&[ns], "1s")).await?;
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), ns);
+    let theirs: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "payments-db"},
+        "stringData": {"password": "not-the-operators"},
+    }))?;
+    secrets
+        .patch(
+            "payments-db",
+            &PatchParams::apply(TEST_MANAGER).force(),
+            &Patch::Apply(&theirs),
+        )
+        .await?;
+    let client_id = unique_name("payments");
+
+    // When a client names it as its credentials Secret
+    apply(
+        &bed.client,
+        &client_kind(),
+        ns,
+        service("payments", &client_id, None, json!({"secretName": "payments-db"})),
+    )
+    .await?;
+
+    // Then the client is refused with ChildConflict, and the Secret is untouched
+    let object = wait_condition(
+        &bed.client,
+        &client_kind(),
+        ns,
+        "payments",
+        "Ready=False/ChildConflict",
+        Duration::from_secs(60),
+    )
+    .await?;
+    let message = condition(&object, "Ready").context("Ready")?["message"].to_string();
+    assert!(message.contains("payments-db"), "{message}");
+    assert!(condition(&object, "Stalled").is_some_and(|c| c["status"] == "True"));
+    let held = secrets.get("payments-db").await?;
+    assert!(held.metadata.owner_references.is_none());
+    let data = secret_data(&bed.client, ns, "payments-db").await?.context("Secret")?;
+    assert_eq!(data.len(), 1);
+    assert_eq!(data["password"], "not-the-operators");
+
+    // When the client names a free Secret instead
+    apply(
+        &bed.client,
+        &client_kind(),
+        ns,
+        service(
+            "payments",
+            &client_id,
+            None,
+            json!({"secretName": "payments-credentials"}),
+        ),
+    )
+    .await?;
+
+    // Then it is Ready with its credentials there, and the other Secret is still untouched
+    wait_ready(&bed.client, &client_kind(), ns, "payments").await?;
+    let written = secret_data(&bed.client, ns, "payments-credentials")
+        .await?
+        .context("Secret")?;
+    assert_eq!(token_status(&written, &written["client-secret"]).await?, 200);
+    let data = secret_data(&bed.client, ns, "payments-db").await?.context("Secret")?;
+    assert_eq!(data["password"], "not-the-operators");
+    bed.teardown(&["payments"]).await
 }

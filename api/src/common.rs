@@ -103,6 +103,8 @@ pub mod reasons {
     pub const INVALID_COMPONENT_OUTPUT: &str = "InvalidComponentOutput";
     /// The Kubernetes API refused a write.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// A child's name is taken by an object the resource does not control.
+    pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// Everything the resource depends on answers.
     pub const DEPENDENCIES_HEALTHY: &str = "DependenciesHealthy";
 }

@@ -176,22 +176,26 @@ pub async fn sync(
         prepared.push((kind, name, object));
     }
     let params = PatchParams::apply(field_manager).force();
+    let existing: HashSet<(String, String, String)> = observed.iter().filter_map(|child| key_of(child)).collect();
     for (kind, name, object) in &prepared {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), parent.namespace, &api_resource(kind));
+        if !existing.contains(&(kind.api_version.clone(), kind.kind.clone(), name.clone())) {
+            refuse_takeover(&api, parent, kind, name).await?;
+        }
         api.patch(name, &params, &Patch::Apply(object))
             .await
             .map_err(|e| SyncError::Apply(format!("applying {} {}/{name}: {e}", kind.kind, parent.namespace)))?;
     }
     let mut pruned = 0;
     for child in observed {
-        let Some(types) = &child.types else { continue };
-        let key = (types.api_version.clone(), types.kind.clone(), child.name_any());
+        let Some(key) = key_of(child) else { continue };
+        let (api_version, kind_name, _) = &key;
         if keep.contains(&key) {
             continue;
         }
         let Some(kind) = declared
             .iter()
-            .find(|k| k.api_version == types.api_version && k.kind == types.kind)
+            .find(|k| &k.api_version == api_version && &k.kind == kind_name)
         else {
             continue;
         };
@@ -216,12 +220,50 @@ pub async fn sync(
     Ok((prepared.len(), pruned))
 }
 
+/// (apiVersion, kind, name) of an observed child.
+fn key_of(child: &DynamicObject) -> Option<(String, String, String)> {
+    let types = child.types.as_ref()?;
+    Some((types.api_version.clone(), types.kind.clone(), child.name_any()))
+}
+
+/// Refuses to apply a child over an object of the same name that the parent
+/// does not control: force-applying would silently take over (and later
+/// prune) a Secret or Service somebody else made. Only children not yet
+/// observed are looked up, so a steady resource makes no extra request.
+async fn refuse_takeover(
+    api: &Api<DynamicObject>,
+    parent: &Parent<'_>,
+    kind: &KindRef,
+    name: &str,
+) -> Result<(), SyncError> {
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| SyncError::Apply(format!("reading {} {}/{name}: {e}", kind.kind, parent.namespace)))?;
+    match found {
+        Some(object) if !owned_by(&object, parent.uid) => {
+            let holder = match controller_of(&object) {
+                Some((kind, name)) => format!("is controlled by {kind} {name}"),
+                None => "was not created by this operator for it".to_owned(),
+            };
+            Err(SyncError::Conflict(format!(
+                "{} {}/{name} already exists and {holder}; the operator does not take over objects of others. Delete it or choose another name for it in the {}'s spec",
+                kind.kind, parent.namespace, parent.kind
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Why children could not be synced.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The component returned something the host will not apply.
     #[error("{0}")]
     Invalid(#[from] InvalidChild),
+    /// A child's name is taken by an object the parent does not control.
+    #[error("{0}")]
+    Conflict(String),
     /// The API server refused.
     #[error("{0}")]
     Apply(String),

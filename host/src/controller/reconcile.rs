@@ -343,6 +343,10 @@ impl KindController {
                     let detail = Detail::new(reasons::INVALID_COMPONENT_OUTPUT, error.to_string());
                     return Conclusion::new(Verdict::Stalled(detail), Requeue::Backoff);
                 }
+                Err(SyncError::Conflict(message)) => {
+                    let detail = Detail::new(reasons::CHILD_CONFLICT, message);
+                    return Conclusion::new(Verdict::Stalled(detail), Requeue::Resync);
+                }
                 Err(SyncError::Apply(message)) => {
                     return Conclusion::new(
                         Verdict::Retrying(Detail::new(reasons::APPLY_FAILED, message)),

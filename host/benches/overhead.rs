@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use keycloak_operator::runtime::engine::EngineSettings;
+use keycloak_operator::runtime::engine::{EngineSettings, RuntimeEngine};
 use keycloak_operator::runtime::imports::{CallContext, KeycloakGateway};
 use keycloak_operator::runtime::model::{
     Capability, KeycloakError, KeycloakRequest, KeycloakResponse, ReconcileRequest, Target,
@@ -221,4 +221,56 @@ async fn main() {
             );
         }
     }
+    if only.is_empty() || "wasmtime alone".contains(only.as_str()) {
+        let (median, p99) = wasmtime_alone(&component("noop_component.wasm"));
+        println!();
+        println!("baseline: the same noop component in a bare wasmtime store (same engine and pool, no WASI,");
+        println!("imports defined as traps, `describe` called through the dynamic API): what the host adds is");
+        println!("the difference to the first row");
+        println!(
+            "{:<30} {:<22} {median:>10.1} {p99:>10.1}",
+            "wasmtime alone", "noop (describe)"
+        );
+    }
+}
+
+/// A fresh `Store<()>` + instantiation + one `describe` + drop, with nothing
+/// of the host around it: the floor this engine gives a component of this
+/// shape (a Rust `wasm32-wasip2` program: three core modules, lowered WASI
+/// imports).
+fn wasmtime_alone(path: &std::path::Path) -> (f64, f64) {
+    use wasmtime::component::{Component, Linker, Val};
+    let engine = RuntimeEngine::new(&EngineSettings::default()).expect("engine");
+    let component = Component::from_file(&engine.engine, path).expect("component");
+    let mut linker: Linker<()> = Linker::new(&engine.engine);
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .expect("trapping imports");
+    let pre = linker.instantiate_pre(&component).expect("pre-instantiation");
+    let interface = component
+        .get_export_index(None, "keycloak-operator:reconciler/reconciler@0.1.0")
+        .expect("reconciler interface");
+    let describe = component
+        .get_export_index(Some(&interface), "describe")
+        .expect("describe");
+    let once = || {
+        let mut store = wasmtime::Store::new(&engine.engine, ());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = pre.instantiate(&mut store).expect("instance");
+        let func = instance.get_func(&mut store, describe).expect("describe");
+        let mut results = [Val::Bool(false)];
+        func.call(&mut store, &[], &mut results).expect("call");
+    };
+    for _ in 0..WARMUP {
+        once();
+    }
+    let mut samples: Vec<Duration> = (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            once();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }

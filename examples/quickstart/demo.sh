@@ -10,7 +10,7 @@ source .testbed/env
 
 demo_dir="$TESTBED_DIR/demo"
 mkdir -p "$demo_dir" "$TESTBED_DIR/logs"
-components="$PWD/target/wasm32-wasip2/component"
+components="$PWD/target/components"
 operator="$PWD/target/release/keycloak-operator"
 for file in "$operator" "$components/realm_component.wasm" "$components/keycloak_component.wasm" \
   "$components/client_component.wasm"; do

@@ -27,17 +27,28 @@ type Case<'a> = (&'a str, &'a Arc<LoadedComponent>, Option<Arc<dyn KeycloakGatew
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 20_000;
 
-fn component(file: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+fn components_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("wasm32-wasip2/component").join(file);
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("components")
+}
+
+fn component(file: &str) -> PathBuf {
+    let path = components_dir().join(file);
     assert!(
         path.exists(),
         "{} is missing: run `make components` first",
         path.display()
     );
     path
+}
+
+/// The noop built for `wasm32-wasip2` (`make bench` puts it there when that
+/// target is installed): the same code with std's WASI imports, to show what
+/// the components' target saves.
+fn wasip2_noop() -> Option<PathBuf> {
+    Some(components_dir().join("wasip2/noop_component.wasm")).filter(|path| path.exists())
 }
 
 /// Answers the realm component's read with the realm it wants, so that it
@@ -206,10 +217,19 @@ async fn main() {
                 .await
                 .expect("realm component"),
         );
-        let cases: [Case<'_>; 2] = [
+        let noop_wasip2 = match wasip2_noop() {
+            Some(path) => Some(Arc::new(
+                runtime.load(&path, &BTreeSet::new()).await.expect("wasip2 noop"),
+            )),
+            None => None,
+        };
+        let mut cases: Vec<Case<'_>> = vec![
             ("noop (host only)", &noop, None),
             ("realm, steady state", &realm, Some(canned.clone())),
         ];
+        if let Some(noop_wasip2) = &noop_wasip2 {
+            cases.push(("noop, wasip2 build", noop_wasip2, None));
+        }
         let case = std::env::var("BENCH_CASE").unwrap_or_default();
         for (name, component, gateway) in cases.into_iter().filter(|(name, _, _)| name.contains(case.as_str())) {
             let (median, p99) = latency(component, &realm_request, gateway.clone()).await;
@@ -236,8 +256,7 @@ async fn main() {
 
 /// A fresh `Store<()>` + instantiation + one `describe` + drop, with nothing
 /// of the host around it: the floor this engine gives a component of this
-/// shape (a Rust `wasm32-wasip2` program: three core modules, lowered WASI
-/// imports).
+/// shape.
 fn wasmtime_alone(path: &std::path::Path) -> (f64, f64) {
     use wasmtime::component::{Component, Linker, Val};
     let engine = RuntimeEngine::new(&EngineSettings::default()).expect("engine");

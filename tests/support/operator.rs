@@ -26,7 +26,7 @@ pub enum Component {
 }
 
 impl Component {
-    /// The file name under `target/wasm32-wasip2/component/`.
+    /// The file name under `target/components/` (where `make components` puts them).
     pub fn file(self) -> &'static str {
         match self {
             Component::Keycloak => "keycloak_component.wasm",
@@ -39,7 +39,7 @@ impl Component {
 
     /// The built file.
     pub fn built(self) -> PathBuf {
-        target_dir().join("wasm32-wasip2/component").join(self.file())
+        target_dir().join("components").join(self.file())
     }
 }
 

@@ -96,7 +96,14 @@ pub fn status(resource: &KeycloakClient, client: &Value, now: i64) -> SecretRota
     }
 }
 
-/// Seconds since the epoch now, from the host's wall clock.
+/// Seconds since the epoch now, from the host's wall clock (WASI).
+#[cfg(target_arch = "wasm32")]
+pub fn now() -> i64 {
+    i64::try_from(wasip2::clocks::wall_clock::now().seconds).unwrap_or(i64::MAX)
+}
+
+/// Seconds since the epoch now (native unit tests).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

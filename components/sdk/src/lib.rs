@@ -24,6 +24,8 @@ pub mod log;
 pub mod ownership;
 mod request;
 mod response;
+#[doc(hidden)]
+pub mod runtime;
 pub mod secrets;
 
 /// Bindings generated from the WIT package in `wit/`.
@@ -86,16 +88,19 @@ macro_rules! export_reconciler {
             struct ExportedReconciler;
             impl $crate::bindings::exports::keycloak_operator::reconciler::reconciler::Guest for ExportedReconciler {
                 fn describe() -> $crate::Description {
+                    $crate::runtime::enter();
                     <$component as $crate::Reconciler>::describe()
                 }
                 fn reconcile(
                     request: $crate::ReconcileRequest,
                 ) -> ::core::result::Result<$crate::ReconcileResponse, $crate::ReconcileError> {
+                    $crate::runtime::enter();
                     $crate::__reconcile::<$component>(request)
                 }
                 fn finalize(
                     request: $crate::ReconcileRequest,
                 ) -> ::core::result::Result<$crate::FinalizeResponse, $crate::ReconcileError> {
+                    $crate::runtime::enter();
                     $crate::__finalize::<$component>(request)
                 }
             }

@@ -417,6 +417,7 @@ impl LoadedComponent {
         if !stderr.is_empty() {
             tracing::debug!(component = %self.label(), resource = %state.call.resource, stderr = %stderr, "component wrote to stderr");
         }
+        let last_words = state.last_words();
         let result = result.map_err(|error| {
             classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes).unwrap_or_else(|| {
                 // The trap itself, not wasmtime's backtrace; the guest's own
@@ -425,10 +426,10 @@ impl LoadedComponent {
                     .downcast_ref::<wasmtime::Trap>()
                     .map(ToString::to_string)
                     .unwrap_or_else(|| error.root_cause().to_string());
-                let message = if stderr.is_empty() {
+                let message = if last_words.is_empty() {
                     trap
                 } else {
-                    format!("{stderr} ({trap})")
+                    format!("{last_words} ({trap})")
                 };
                 CallFailure::Trapped(truncate(message, 600))
             })

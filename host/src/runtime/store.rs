@@ -15,6 +15,10 @@ use super::imports::CallContext;
 /// Bytes of a guest's stderr kept for the log (panic messages land there).
 const STDERR_CAPTURE: usize = 16 << 10;
 
+/// Characters of the guest's last error-level log line kept for a trap's
+/// message.
+const LAST_ERROR_CAPTURE: usize = 1024;
+
 /// Everything a store holds.
 pub struct StoreState {
     /// Built on the guest's first WASI call: most reconciles make none, and
@@ -25,6 +29,9 @@ pub struct StoreState {
     pub(crate) limiter: MemoryCap,
     pub(crate) budget: Budget,
     pub(crate) call: CallContext,
+    /// The last line the guest logged at error level: the SDK's panic hook
+    /// logs a panic's message there just before the trap.
+    last_error: Option<String>,
 }
 
 impl StoreState {
@@ -40,6 +47,7 @@ impl StoreState {
             },
             budget,
             call,
+            last_error: None,
         }
     }
 
@@ -49,6 +57,27 @@ impl StoreState {
             Some((_, stderr)) => String::from_utf8_lossy(&stderr.contents()).trim().to_owned(),
             None => String::new(),
         }
+    }
+
+    /// The guest's own last words before a failure: what it wrote to stderr
+    /// (std's panic message on `wasm32-wasip2` without the SDK's hook), else
+    /// the last line it logged at error level (the SDK's panic hook).
+    pub fn last_words(&self) -> String {
+        let stderr = self.stderr();
+        if stderr.is_empty() {
+            self.last_error.clone().unwrap_or_default()
+        } else {
+            stderr
+        }
+    }
+
+    /// Keeps `message` as the guest's last error-level line, capped so that a
+    /// guest cannot make the host hold much.
+    pub(crate) fn remember_error(&mut self, mut message: String) {
+        if let Some((end, _)) = message.char_indices().nth(LAST_ERROR_CAPTURE) {
+            message.truncate(end);
+        }
+        self.last_error = Some(message);
     }
 
     /// Charges the time since `started` to the host, not to the guest's

@@ -41,6 +41,9 @@ impl log::Host for StoreState {
             log::Level::Error => model::LogLevel::Error,
         };
         imports::log::write(&self.call, level, &message);
+        if level == model::LogLevel::Error {
+            self.remember_error(message);
+        }
     }
 }
 

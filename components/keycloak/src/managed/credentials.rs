@@ -53,10 +53,24 @@ fn observed_secret(request: &Request, name: &str) -> Option<Value> {
 }
 
 fn random_password() -> Result<String, ReconcileError> {
-    let mut bytes = [0u8; 24];
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<24>()?))
+}
+
+/// Cryptographically secure bytes from the host (WASI `random`).
+#[cfg(target_arch = "wasm32")]
+fn random_bytes<const N: usize>() -> Result<[u8; N], ReconcileError> {
+    let bytes = wasip2::random::random::get_random_bytes(N as u64);
+    <[u8; N]>::try_from(bytes.as_slice())
+        .map_err(|_| transient("RandomnessUnavailable", "the host gave too few random bytes".to_owned()))
+}
+
+/// Cryptographically secure bytes from the OS (native unit tests).
+#[cfg(not(target_arch = "wasm32"))]
+fn random_bytes<const N: usize>() -> Result<[u8; N], ReconcileError> {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes)
         .map_err(|e| transient("RandomnessUnavailable", format!("no randomness for a password: {e}")))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Ok(bytes)
 }
 
 /// The bootstrap admin Secret: the observed one when it exists (it is

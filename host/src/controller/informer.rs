@@ -53,6 +53,18 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// One change to the cache, as broadcast to subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The object that changed (or went away).
+    pub key: ObjectKey,
+    /// Only its status (and resource version) changed. A resource's own
+    /// reconcile wrote it most of the time, so its controller need not look
+    /// again. Whoever depends on the object's status (its referrers, its
+    /// parent) still must.
+    pub status_only: bool,
+}
+
 /// Which namespaces the operator watches: all, or a list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceScope(pub Vec<String>);
@@ -69,7 +81,7 @@ pub struct Informer {
     /// The kind.
     pub resource: ApiResource,
     objects: RwLock<HashMap<ObjectKey, Arc<DynamicObject>>>,
-    changes: broadcast::Sender<ObjectKey>,
+    changes: broadcast::Sender<Change>,
     synced: watch::Sender<usize>,
     streams: usize,
 }
@@ -153,23 +165,25 @@ impl Informer {
         self.objects.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify(&self, key: ObjectKey) {
+    fn notify(&self, key: ObjectKey, status_only: bool) {
         // No receivers is fine: nobody listens yet.
-        let _ = self.changes.send(key);
+        let _ = self.changes.send(Change { key, status_only });
     }
 
     fn apply(&self, mut object: DynamicObject) {
         // Managed fields are the bulk of an object and never read here.
         object.metadata.managed_fields = None;
         let key = ObjectKey::of(&object);
-        self.write().insert(key.clone(), Arc::new(object));
-        self.notify(key);
+        let object = Arc::new(object);
+        let previous = self.write().insert(key.clone(), object.clone());
+        let status_only = previous.is_some_and(|previous| only_status_differs(&previous, &object));
+        self.notify(key, status_only);
     }
 
     fn delete(&self, object: &DynamicObject) {
         let key = ObjectKey::of(object);
         self.write().remove(&key);
-        self.notify(key);
+        self.notify(key, false);
     }
 
     fn replace(&self, namespace: Option<&str>, objects: Vec<DynamicObject>) {
@@ -192,8 +206,9 @@ impl Informer {
                 store.insert(key, Arc::new(object));
             }
         }
+        // A relist may hide any change: every object counts as changed.
         for key in changed {
-            self.notify(key);
+            self.notify(key, false);
         }
     }
 
@@ -216,9 +231,9 @@ impl Informer {
             .collect()
     }
 
-    /// Keys of objects as they change. A receiver that falls behind gets
-    /// `Lagged` and should treat every object as changed.
-    pub fn subscribe(&self) -> broadcast::Receiver<ObjectKey> {
+    /// Objects as they change. A receiver that falls behind gets `Lagged`
+    /// and should treat every object as changed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 
@@ -232,5 +247,78 @@ impl Informer {
     /// Whether every stream listed its objects once.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow() >= self.streams
+    }
+}
+
+/// Whether `new` differs from `old` in nothing but its status and resource
+/// version. Metadata a reconcile reads (generation, labels, annotations,
+/// finalizers, deletion, owners) and every other top-level field count.
+fn only_status_differs(old: &DynamicObject, new: &DynamicObject) -> bool {
+    let (a, b) = (&old.metadata, &new.metadata);
+    let same_metadata = a.generation == b.generation
+        && a.labels == b.labels
+        && a.annotations == b.annotations
+        && a.finalizers == b.finalizers
+        && a.deletion_timestamp == b.deletion_timestamp
+        && a.owner_references == b.owner_references
+        && a.uid == b.uid;
+    same_metadata && without_status(&old.data) == without_status(&new.data)
+}
+
+fn without_status(data: &serde_json::Value) -> Vec<(&String, &serde_json::Value)> {
+    data.as_object()
+        .map(|fields| fields.iter().filter(|(name, _)| *name != "status").collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(generation: i64, data: serde_json::Value) -> DynamicObject {
+        let mut object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "keycloak.wasmop.dev/v1alpha1", "kind": "KeycloakRealm",
+            "metadata": {"name": "shop", "namespace": "platform", "uid": "u1", "generation": generation},
+        }))
+        .expect("object");
+        object.data = data;
+        object
+    }
+
+    #[test]
+    fn a_status_write_is_told_apart_from_every_other_change() {
+        let before = object(
+            1,
+            json!({"spec": {"realmName": "shop"}, "status": {"observedGeneration": 0}}),
+        );
+        let status = object(
+            1,
+            json!({"spec": {"realmName": "shop"}, "status": {"observedGeneration": 1}}),
+        );
+        assert!(only_status_differs(&before, &status));
+
+        let spec = object(
+            2,
+            json!({"spec": {"realmName": "shop", "enabled": false}, "status": {}}),
+        );
+        assert!(!only_status_differs(&before, &spec));
+
+        let mut annotated = status.clone();
+        annotated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("keycloak.wasmop.dev/rotate-secret".into(), "1".into());
+        assert!(!only_status_differs(&status, &annotated));
+
+        let mut deleting: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "keycloak.wasmop.dev/v1alpha1", "kind": "KeycloakRealm",
+            "metadata": {"name": "shop", "namespace": "platform", "uid": "u1", "generation": 1,
+                         "deletionTimestamp": "2026-11-26T00:00:00Z"},
+        }))
+        .expect("object");
+        deleting.data = status.data.clone();
+        assert!(!only_status_differs(&status, &deleting));
     }
 }

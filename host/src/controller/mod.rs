@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::backoff::Backoff;
 use self::children::ChildCaches;
-use self::informer::{Informer, NamespaceScope, ObjectKey};
+use self::informer::{Change, Informer, NamespaceScope, ObjectKey};
 use self::queue::WorkQueue;
 use self::target::References;
 use crate::keycloak::KeycloakPool;
@@ -168,7 +168,10 @@ impl KindController {
         self.enqueue_all();
         loop {
             match changes.recv().await {
-                Ok(key) => {
+                // Its status, written by its own reconcile most of the time:
+                // looking again would only find nothing to do.
+                Ok(Change { status_only: true, .. }) => {}
+                Ok(Change { key, .. }) => {
                     let gone = self
                         .parent
                         .get(&key)
@@ -213,7 +216,7 @@ impl KindController {
         let mut changes = informer.subscribe();
         loop {
             match changes.recv().await {
-                Ok(key) => {
+                Ok(Change { key, .. }) => {
                     // A deleted child is gone from the cache: resync its
                     // namespace's parents, which re-create it if desired.
                     match informer.get(&key).as_deref().and_then(children::controller_of) {
@@ -240,7 +243,7 @@ impl KindController {
         let mut changes = informer.subscribe();
         loop {
             match changes.recv().await {
-                Ok(key) => {
+                Ok(Change { key, .. }) => {
                     let owner = informer
                         .get(&key)
                         .and_then(|o| o.labels().get(children::INSTANCE_LABEL).cloned());
@@ -261,7 +264,7 @@ impl KindController {
         let referenced_kind = informer.resource.kind.clone();
         loop {
             match changes.recv().await {
-                Ok(key) => {
+                Ok(Change { key, .. }) => {
                     for parent in self.parent.list() {
                         if self.references(
                             &parent.data,

@@ -10,7 +10,7 @@ use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     apply, chaos_kind, condition, delete, get, install_crds, keycloak, realm, realm_kind, wait_condition, wait_ready,
 };
-use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, eventually, kube_client, unique_name};
+use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, unique_name};
 use serde_json::{Value, json};
 
 fn probe(name: &str, mode: &str, realm_name: &str, children: &[&str]) -> Value {
@@ -46,6 +46,7 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
     }
     // And, at the same time, an ordinary realm
     let name = unique_name("bystander");
+    let _name_cleanup = TestRealm::cleanup(&name);
     apply(
         &client,
         &realm_kind(),

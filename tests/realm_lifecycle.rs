@@ -8,7 +8,9 @@ use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     apply, condition, delete, get, install_crds, keycloak, keycloak_kind, realm, realm_kind, wait_condition, wait_ready,
 };
-use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, eventually, kube_client, testbed, unique_name};
+use keycloak_operator_e2e::testbed::{
+    KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, testbed, unique_name,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -40,8 +42,9 @@ async fn realm_in_keycloak(admin: &KeycloakAdmin, name: &str) -> Result<Option<V
 async fn a_realm_is_created_ready_and_kubectl_wait_sees_it() -> Result<()> {
     let bed = given_a_keycloak("realm-create").await?;
     let ns = bed.ns.name();
-    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
     let name = unique_name("shop");
+    let _name_cleanup = TestRealm::cleanup(&name);
 
     // When a realm resource is applied
     apply(
@@ -112,6 +115,25 @@ async fn a_realm_is_created_ready_and_kubectl_wait_sees_it() -> Result<()> {
         kc["status"]
     );
 
+    // And its own status writes do not make it look again: one reconcile
+    // added the finalizer and created the realm, at most one more followed
+    // the finalizer's change (the resync period is minutes away)
+    let reconciles = |text: &str| {
+        keycloak_operator_e2e::operator::sum_metric(
+            text,
+            "keycloak_operator_reconciles_total",
+            &[("kind", "keycloak.wasmop.dev/KeycloakRealm")],
+        )
+    };
+    let settled = reconciles(&operator.metrics().await?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        reconciles(&operator.metrics().await?),
+        settled,
+        "a reconcile without a change"
+    );
+    assert!((1.0..=2.0).contains(&settled), "{settled} reconciles for one creation");
+
     delete(&bed.client, &realm_kind(), ns, "shop").await?;
     Ok(())
 }
@@ -124,6 +146,7 @@ async fn a_spec_change_is_applied_and_steady_state_sends_no_writes() -> Result<(
     options.resync = "1s".into();
     let operator = Operator::start(&options).await?;
     let name = unique_name("update");
+    let _name_cleanup = TestRealm::cleanup(&name);
     apply(
         &bed.client,
         &realm_kind(),
@@ -197,6 +220,7 @@ async fn a_change_made_in_keycloak_is_reverted_at_the_next_resync() -> Result<()
     options.resync = "2s".into();
     let operator = Operator::start(&options).await?;
     let name = unique_name("drift");
+    let _name_cleanup = TestRealm::cleanup(&name);
     apply(
         &bed.client,
         &realm_kind(),
@@ -324,6 +348,7 @@ async fn two_resources_naming_one_realm_conflict_and_the_first_keeps_it() -> Res
     let ns = bed.ns.name();
     let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
     let name = unique_name("contested");
+    let _name_cleanup = TestRealm::cleanup(&name);
     apply(
         &bed.client,
         &realm_kind(),
@@ -414,6 +439,7 @@ async fn an_existing_realm_is_adopted_only_on_request() -> Result<()> {
     let ns = bed.ns.name();
     let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
     let name = unique_name("legacy");
+    let _name_cleanup = TestRealm::cleanup(&name);
     bed.admin
         .expect(
             Method::POST,

@@ -8,7 +8,9 @@ use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     apply, condition, delete, get, install_crds, keycloak, keycloak_kind, realm, realm_kind, wait_condition, wait_ready,
 };
-use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, eventually, kube_client, testbed, unique_name};
+use keycloak_operator_e2e::testbed::{
+    KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, testbed, unique_name,
+};
 use serde_json::{Value, json};
 
 async fn realm_in_keycloak(admin: &KeycloakAdmin, name: &str) -> Result<Option<Value>> {
@@ -149,6 +151,7 @@ async fn a_namespace_over_its_realm_quota_is_refused_and_the_oldest_realm_is_ser
     let admin = KeycloakAdmin::connect().await?;
     let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
     let (first, second) = (unique_name("quota-a"), unique_name("quota-b"));
+    let _cleanup = [TestRealm::cleanup(&first), TestRealm::cleanup(&second)];
     apply(
         &client,
         &realm_kind(),

@@ -16,7 +16,7 @@ use keycloak_operator_e2e::resources::{
 };
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, kube_client, testbed, unique_name};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_namespace_the_realm_does_not_allow_is_refused_without_a_keycloak_call() -> Result<()> {
@@ -36,23 +36,8 @@ async fn a_namespace_the_realm_does_not_allow_is_refused_without_a_keycloak_call
     .await?;
 
     // Then it is refused with a clear condition
-    let object = wait_condition(
-        &bed.client,
-        &client_kind(),
-        team.name(),
-        "sneaky",
-        "Ready=False/NamespaceNotAllowed",
-        Duration::from_secs(30),
-    )
-    .await?;
-    let message = condition(&object, "Ready")
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default();
+    let message = refused_for(&bed, team.name(), "sneaky", "NamespaceNotAllowed").await?;
     assert!(message.contains("spec.clients.allowedNamespaces"), "{message}");
-    assert_eq!(
-        condition(&object, "Stalled").map(|c| c["status"].clone()),
-        Some(json!("True"))
-    );
     // And nothing about clients reached Keycloak
     let client_requests = operator
         .metric(
@@ -69,19 +54,7 @@ async fn a_namespace_the_realm_does_not_allow_is_refused_without_a_keycloak_call
     );
 
     // When the realm's owner allows the team's namespace
-    apply(
-        &bed.client,
-        &realm_kind(),
-        bed.ns(),
-        realm(
-            REALM,
-            &bed.realm,
-            "sso",
-            None,
-            json!({"deletionPolicy": "Delete", "clients": {"allowedNamespaces": {"names": [team.name()]}}}),
-        ),
-    )
-    .await?;
+    allow_clients_from(&bed, team.name()).await?;
 
     // Then the client is created without touching the client resource
     wait_ready(&bed.client, &client_kind(), team.name(), "sneaky").await?;
@@ -264,4 +237,191 @@ async fn deleting_a_client_whose_keycloak_is_gone_completes() -> Result<()> {
         .await
         .context("deleting the test realm")?;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_tenant_client_is_never_granted_roles_that_administer_the_realm() -> Result<()> {
+    // Given a platform realm that lets a team's namespace in
+    let bed = RealmBed::create("client-admin", json!({})).await?;
+    let team = TestNamespace::create(&bed.client, "client-admin-team").await?;
+    let _operator = Operator::start(&client_options(&[bed.ns(), team.name()], "5m")).await?;
+    allow_clients_from(&bed, team.name()).await?;
+    bed.realm_ready().await?;
+    // And a realm role that bundles realm-management's manage-users two levels down
+    let bundle = bundle_of_manage_users(&bed).await?;
+    let service_account = |roles: Value| json!({"oidc": {"standardFlowEnabled": false, "serviceAccountsEnabled": true, "serviceAccountRoles": roles}});
+
+    // When the team asks for realm-admin for its service account
+    let direct = unique_name("direct");
+    apply(
+        &bed.client,
+        &client_kind(),
+        team.name(),
+        keycloak_client(
+            "direct",
+            &direct,
+            REALM,
+            Some(bed.ns()),
+            service_account(json!({"clientRoles": {"realm-management": ["realm-admin"]}})),
+        ),
+    )
+    .await?;
+    // Then it is refused before anything reaches Keycloak
+    let message = refused_for(&bed, team.name(), "direct", "RoleNotAllowed").await?;
+    assert!(message.contains("realm-admin"), "{message}");
+    assert!(bed.client_in_keycloak(&direct).await?.is_none());
+
+    // When the team asks for the bundle instead
+    let bundled = unique_name("bundled");
+    apply(
+        &bed.client,
+        &client_kind(),
+        team.name(),
+        keycloak_client(
+            "bundled",
+            &bundled,
+            REALM,
+            Some(bed.ns()),
+            service_account(json!({"realmRoles": [bundle]})),
+        ),
+    )
+    .await?;
+    // Then that is refused too, and the service account does not hold it
+    let message = refused_for(&bed, team.name(), "bundled", "RoleNotAllowed").await?;
+    assert!(message.contains("manage-users"), "{message}");
+    assert!(!realm_roles_of_service_account(&bed, &bundled).await?.contains(&bundle));
+
+    // When the platform's own client asks for the same bundle
+    let platform = unique_name("platform");
+    apply(
+        &bed.client,
+        &client_kind(),
+        bed.ns(),
+        keycloak_client(
+            "platform",
+            &platform,
+            REALM,
+            None,
+            service_account(json!({"realmRoles": [bundle]})),
+        ),
+    )
+    .await?;
+    // Then it gets it: the rule is about tenants, not about the roles
+    wait_ready(&bed.client, &client_kind(), bed.ns(), "platform").await?;
+    assert!(realm_roles_of_service_account(&bed, &platform).await?.contains(&bundle));
+
+    for name in ["direct", "bundled"] {
+        delete(&bed.client, &client_kind(), team.name(), name).await?;
+        wait_gone(&bed.client, &client_kind(), team.name(), name, Duration::from_secs(60)).await?;
+    }
+    bed.teardown(&["platform"]).await
+}
+
+/// Waits until the client `name` in `ns` is refused for `reason`: Ready=False
+/// and Stalled. Returns the Ready condition's message.
+async fn refused_for(bed: &RealmBed, ns: &str, name: &str, reason: &str) -> Result<String> {
+    let object = wait_condition(
+        &bed.client,
+        &client_kind(),
+        ns,
+        name,
+        &format!("Ready=False/{reason}"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(
+        condition(&object, "Stalled").map(|c| c["status"].clone()),
+        Some(json!("True"))
+    );
+    Ok(condition(&object, "Ready")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Lets clients from `team` into the bed's realm.
+async fn allow_clients_from(bed: &RealmBed, team: &str) -> Result<()> {
+    apply(
+        &bed.client,
+        &realm_kind(),
+        bed.ns(),
+        realm(
+            REALM,
+            &bed.realm,
+            "sso",
+            None,
+            json!({"deletionPolicy": "Delete", "clients": {"allowedNamespaces": {"names": [team]}}}),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates realm role `ops-bundle`, a composite of realm role `ops-inner`,
+/// itself a composite of realm-management's `manage-users`. Returns the
+/// bundle's name.
+async fn bundle_of_manage_users(bed: &RealmBed) -> Result<String> {
+    let realm = &bed.realm;
+    for name in ["ops-bundle", "ops-inner"] {
+        bed.admin
+            .expect(
+                Method::POST,
+                &format!("/realms/{realm}/roles"),
+                Some(&json!({"name": name})),
+                reqwest::StatusCode::CREATED,
+            )
+            .await?;
+    }
+    let management = bed
+        .client_in_keycloak("realm-management")
+        .await?
+        .context("realm-management client")?;
+    let management_id = management["id"].as_str().context("realm-management id")?;
+    let manage_users = bed
+        .admin
+        .get_json(&format!("/realms/{realm}/clients/{management_id}/roles/manage-users"))
+        .await?
+        .context("manage-users role")?;
+    let inner = bed
+        .admin
+        .get_json(&format!("/realms/{realm}/roles/ops-inner"))
+        .await?
+        .context("ops-inner role")?;
+    for (role, composite) in [("ops-inner", manage_users), ("ops-bundle", inner)] {
+        bed.admin
+            .expect(
+                Method::POST,
+                &format!("/realms/{realm}/roles/{role}/composites"),
+                Some(&json!([composite])),
+                reqwest::StatusCode::NO_CONTENT,
+            )
+            .await?;
+    }
+    Ok("ops-bundle".to_owned())
+}
+
+/// The realm roles mapped directly to the service account of `client_id`.
+async fn realm_roles_of_service_account(bed: &RealmBed, client_id: &str) -> Result<Vec<String>> {
+    let Some(client) = bed.client_in_keycloak(client_id).await? else {
+        return Ok(Vec::new());
+    };
+    let realm = &bed.realm;
+    let id = client["id"].as_str().context("client id")?;
+    let user = bed
+        .admin
+        .get_json(&format!("/realms/{realm}/clients/{id}/service-account-user"))
+        .await?
+        .context("service-account user")?;
+    let user_id = user["id"].as_str().context("user id")?;
+    let mapped = bed
+        .admin
+        .get_json(&format!("/realms/{realm}/users/{user_id}/role-mappings/realm"))
+        .await?
+        .unwrap_or_default();
+    Ok(mapped
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect())
 }

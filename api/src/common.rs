@@ -105,6 +105,8 @@ pub mod reasons {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// A child's name is taken by an object the resource does not control.
     pub const CHILD_CONFLICT: &str = "ChildConflict";
+    /// A tenant's client asks for roles that administer the realm.
+    pub const ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
     /// Everything the resource depends on answers.
     pub const DEPENDENCIES_HEALTHY: &str = "DependenciesHealthy";
 }

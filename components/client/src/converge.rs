@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub supplied_secret: Option<&'a str>,
     /// Seconds since the epoch.
     pub now: i64,
+    /// Whether the resource is a tenant's (see `tenancy`).
+    pub tenant: bool,
 }
 
 /// What converging did.
@@ -99,7 +101,13 @@ pub fn converge(context: &Context<'_>, client: Value) -> Result<Outcome, Reconci
     changed.extend(mappers::converge(realm, spec, &client, &recorded)?);
     changed.extend(scopes::converge(realm, spec, &client)?);
     changed.extend(roles::converge(realm, &id, spec, &recorded)?);
-    changed.extend(service_account::converge(realm, &id, &declared, &recorded)?);
+    changed.extend(service_account::converge(
+        realm,
+        &id,
+        &declared,
+        &recorded,
+        context.tenant,
+    )?);
     wrote |= !changed.is_empty();
 
     if both != declared {

@@ -17,6 +17,7 @@ mod roles;
 mod rotation;
 mod scopes;
 mod service_account;
+mod tenancy;
 
 use keycloak_operator_api::{DeletionPolicy, KeycloakClient};
 use keycloak_operator_sdk::error::{permanent, transient};
@@ -115,12 +116,17 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
     let realm = realm_of(&request)?;
     let owner = Owner::of(&request);
     let supplied = credentials::supplied_secret(spec)?;
+    let tenant = tenancy::is_tenant(&request);
+    if tenant {
+        tenancy::refuse_direct_grants(&resource)?;
+    }
     let context = Context {
         resource: &resource,
         realm: &realm,
         owner: &owner,
         supplied_secret: supplied.as_deref(),
         now: rotation::now(),
+        tenant,
     };
     let client_id = spec.client_id.as_str();
 

@@ -12,6 +12,7 @@ use keycloak_operator_sdk::{ReconcileError, keycloak::Reply};
 use serde_json::{Value, json};
 
 use crate::managed::{Managed, RoleRef};
+use crate::tenancy;
 
 const SERVICE_ACCOUNT: &str = "/realms/{realm}/clients/{id}/service-account-user";
 const MAPPINGS: &str = "/realms/{realm}/users/{user}/role-mappings";
@@ -97,8 +98,15 @@ fn role_not_found(what: String) -> ReconcileError {
 }
 
 /// Converges the service account's role mappings of the client `id`;
-/// returns what changed.
-pub fn converge(realm: &str, id: &str, declared: &Managed, recorded: &Managed) -> Result<Vec<String>, ReconcileError> {
+/// returns what changed. A `tenant`'s client is never granted a role that
+/// contains a `realm-management` role (see `tenancy`).
+pub fn converge(
+    realm: &str,
+    id: &str,
+    declared: &Managed,
+    recorded: &Managed,
+    tenant: bool,
+) -> Result<Vec<String>, ReconcileError> {
     if declared.service_account_roles.is_empty() && recorded.service_account_roles.is_empty() {
         return Ok(Vec::new());
     }
@@ -116,6 +124,17 @@ pub fn converge(realm: &str, id: &str, declared: &Managed, recorded: &Managed) -
     let current = current(&mappings);
     let (add, remove) = plan(declared, recorded, &current);
     let mut changed: Vec<String> = Vec::new();
+    // Checked for each role about to be granted; looked up once, if needed.
+    let mut realm_management: Option<String> = None;
+    let mut allowed = |role: &Value| -> Result<(), ReconcileError> {
+        if !tenant {
+            return Ok(());
+        }
+        if realm_management.is_none() {
+            realm_management = Some(client_uuid(realm, tenancy::REALM_MANAGEMENT)?);
+        }
+        tenancy::refuse_composite(realm, role, realm_management.as_deref().unwrap_or_default())
+    };
 
     for (client, names) in by_container(&remove) {
         let bodies: Vec<&Value> = names
@@ -150,6 +169,7 @@ pub fn converge(realm: &str, id: &str, declared: &Managed, recorded: &Managed) -
                 for name in &names {
                     let role = find_role(REALM_ROLES, &[realm], name)?
                         .ok_or_else(|| role_not_found(format!("realm {realm} has no role {name:?}")))?;
+                    allowed(&role)?;
                     bodies.push(role);
                 }
                 keycloak::send(Method::Post, REALM_MAPPINGS, &[realm, &user], &[], Some(&json!(bodies)))?
@@ -164,6 +184,7 @@ pub fn converge(realm: &str, id: &str, declared: &Managed, recorded: &Managed) -
                     let role = find_role(CLIENT_ROLES, &[realm, &uuid], name)?.ok_or_else(|| {
                         role_not_found(format!("client {client_id} of realm {realm} has no role {name:?}"))
                     })?;
+                    allowed(&role)?;
                     bodies.push(role);
                 }
                 keycloak::send(

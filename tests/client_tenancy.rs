@@ -54,7 +54,7 @@ async fn a_namespace_the_realm_does_not_allow_is_refused_without_a_keycloak_call
     );
 
     // When the realm's owner allows the team's namespace
-    allow_clients_from(&bed, team.name()).await?;
+    allow_clients_from(&bed, &[team.name()]).await?;
 
     // Then the client is created without touching the client resource
     wait_ready(&bed.client, &client_kind(), team.name(), "sneaky").await?;
@@ -240,12 +240,13 @@ async fn deleting_a_client_whose_keycloak_is_gone_completes() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_tenant_client_is_never_granted_roles_that_administer_the_realm() -> Result<()> {
-    // Given a platform realm that lets a team's namespace in
+async fn a_tenant_client_gets_neither_realm_admin_roles_nor_another_tenants_roles() -> Result<()> {
+    // Given a platform realm that lets two teams' namespaces in
     let bed = RealmBed::create("client-admin", json!({})).await?;
     let team = TestNamespace::create(&bed.client, "client-admin-team").await?;
-    let _operator = Operator::start(&client_options(&[bed.ns(), team.name()], "5m")).await?;
-    allow_clients_from(&bed, team.name()).await?;
+    let other = TestNamespace::create(&bed.client, "client-admin-other").await?;
+    let _operator = Operator::start(&client_options(&[bed.ns(), team.name(), other.name()], "5m")).await?;
+    allow_clients_from(&bed, &[team.name(), other.name()]).await?;
     bed.realm_ready().await?;
     // And a realm role that bundles realm-management's manage-users two levels down
     let bundle = bundle_of_manage_users(&bed).await?;
@@ -291,6 +292,39 @@ async fn a_tenant_client_is_never_granted_roles_that_administer_the_realm() -> R
     assert!(message.contains("manage-users"), "{message}");
     assert!(!realm_roles_of_service_account(&bed, &bundled).await?.contains(&bundle));
 
+    // When the other team's client defines a role, and the team asks for it
+    let theirs = unique_name("theirs");
+    apply(
+        &bed.client,
+        &client_kind(),
+        other.name(),
+        keycloak_client(
+            "theirs",
+            &theirs,
+            REALM,
+            Some(bed.ns()),
+            json!({"roles": [{"name": "orders.write"}]}),
+        ),
+    )
+    .await?;
+    wait_ready(&bed.client, &client_kind(), other.name(), "theirs").await?;
+    apply(
+        &bed.client,
+        &client_kind(),
+        team.name(),
+        keycloak_client(
+            "borrowing",
+            &unique_name("borrowing"),
+            REALM,
+            Some(bed.ns()),
+            service_account(json!({"clientRoles": {theirs.as_str(): ["orders.write"]}})),
+        ),
+    )
+    .await?;
+    // Then it is refused: one tenant may not take another's permissions
+    let message = refused_for(&bed, team.name(), "borrowing", "RoleNotAllowed").await?;
+    assert!(message.contains(other.name()), "{message}");
+
     // When the platform's own client asks for the same bundle
     let platform = unique_name("platform");
     apply(
@@ -310,9 +344,14 @@ async fn a_tenant_client_is_never_granted_roles_that_administer_the_realm() -> R
     wait_ready(&bed.client, &client_kind(), bed.ns(), "platform").await?;
     assert!(realm_roles_of_service_account(&bed, &platform).await?.contains(&bundle));
 
-    for name in ["direct", "bundled"] {
-        delete(&bed.client, &client_kind(), team.name(), name).await?;
-        wait_gone(&bed.client, &client_kind(), team.name(), name, Duration::from_secs(60)).await?;
+    for (ns, name) in [
+        (team.name(), "direct"),
+        (team.name(), "bundled"),
+        (team.name(), "borrowing"),
+        (other.name(), "theirs"),
+    ] {
+        delete(&bed.client, &client_kind(), ns, name).await?;
+        wait_gone(&bed.client, &client_kind(), ns, name, Duration::from_secs(60)).await?;
     }
     bed.teardown(&["platform"]).await
 }
@@ -339,8 +378,8 @@ async fn refused_for(bed: &RealmBed, ns: &str, name: &str, reason: &str) -> Resu
         .to_owned())
 }
 
-/// Lets clients from `team` into the bed's realm.
-async fn allow_clients_from(bed: &RealmBed, team: &str) -> Result<()> {
+/// Lets clients from `teams` into the bed's realm.
+async fn allow_clients_from(bed: &RealmBed, teams: &[&str]) -> Result<()> {
     apply(
         &bed.client,
         &realm_kind(),
@@ -350,7 +389,7 @@ async fn allow_clients_from(bed: &RealmBed, team: &str) -> Result<()> {
             &bed.realm,
             "sso",
             None,
-            json!({"deletionPolicy": "Delete", "clients": {"allowedNamespaces": {"names": [team]}}}),
+            json!({"deletionPolicy": "Delete", "clients": {"allowedNamespaces": {"names": teams}}}),
         ),
     )
     .await?;

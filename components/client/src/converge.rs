@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::managed::{Managed, keys};
 use crate::representation::{self, Bookkeeping};
 use crate::rotation::{self, Due};
+use crate::tenancy::Tenancy;
 use crate::{CLIENT, mappers, roles, scopes, service_account};
 
 /// Everything one reconcile knows before it looks at the client.
@@ -25,8 +26,8 @@ pub struct Context<'a> {
     pub supplied_secret: Option<&'a str>,
     /// Seconds since the epoch.
     pub now: i64,
-    /// Whether the resource is a tenant's (see `tenancy`).
-    pub tenant: bool,
+    /// Where the resource stands among tenants (see `tenancy`).
+    pub tenancy: Tenancy,
 }
 
 /// What converging did.
@@ -106,7 +107,7 @@ pub fn converge(context: &Context<'_>, client: Value) -> Result<Outcome, Reconci
         &id,
         &declared,
         &recorded,
-        context.tenant,
+        &context.tenancy,
     )?);
     wrote |= !changed.is_empty();
 

@@ -116,8 +116,8 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
     let realm = realm_of(&request)?;
     let owner = Owner::of(&request);
     let supplied = credentials::supplied_secret(spec)?;
-    let tenant = tenancy::is_tenant(&request);
-    if tenant {
+    let tenancy = tenancy::Tenancy::of(&request);
+    if tenancy.is_tenant() {
         tenancy::refuse_direct_grants(&resource)?;
     }
     let context = Context {
@@ -126,7 +126,7 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
         owner: &owner,
         supplied_secret: supplied.as_deref(),
         now: rotation::now(),
-        tenant,
+        tenancy,
     };
     let client_id = spec.client_id.as_str();
 

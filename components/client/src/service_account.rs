@@ -12,7 +12,7 @@ use keycloak_operator_sdk::{ReconcileError, keycloak::Reply};
 use serde_json::{Value, json};
 
 use crate::managed::{Managed, RoleRef};
-use crate::tenancy;
+use crate::tenancy::{self, Tenancy};
 
 const SERVICE_ACCOUNT: &str = "/realms/{realm}/clients/{id}/service-account-user";
 const MAPPINGS: &str = "/realms/{realm}/users/{user}/role-mappings";
@@ -98,15 +98,17 @@ fn role_not_found(what: String) -> ReconcileError {
 }
 
 /// Converges the service account's role mappings of the client `id`;
-/// returns what changed. A `tenant`'s client is never granted a role that
-/// contains a `realm-management` role (see `tenancy`).
+/// returns what changed. A tenant's client is never granted a role that
+/// contains a `realm-management` role, nor another tenant's client roles
+/// (see `tenancy`).
 pub fn converge(
     realm: &str,
     id: &str,
     declared: &Managed,
     recorded: &Managed,
-    tenant: bool,
+    tenancy: &Tenancy,
 ) -> Result<Vec<String>, ReconcileError> {
+    let tenant = tenancy.is_tenant();
     if declared.service_account_roles.is_empty() && recorded.service_account_roles.is_empty() {
         return Ok(Vec::new());
     }
@@ -176,8 +178,12 @@ pub fn converge(
             }
             Some(client_id) => {
                 let uuid = match current.client_ids.get(client_id) {
-                    Some(uuid) => uuid.clone(),
-                    None => client_uuid(realm, client_id)?,
+                    Some(uuid) if !tenant => uuid.clone(),
+                    _ => {
+                        let client = client_named(realm, client_id)?;
+                        tenancy.refuse_foreign_client(&client)?;
+                        client["id"].as_str().unwrap_or_default().to_owned()
+                    }
                 };
                 let mut bodies = Vec::new();
                 for name in &names {
@@ -217,14 +223,20 @@ fn find_role(route: &str, params: &[&str], name: &str) -> Result<Option<Value>, 
         .find(|r| r["name"] == name))
 }
 
+/// The client `client_id` of `realm`, as Keycloak holds it.
+fn client_named(realm: &str, client_id: &str) -> Result<Value, ReconcileError> {
+    keycloak::list(CLIENTS, &[realm], &[("clientId", client_id)])?
+        .into_iter()
+        .find(|c| c["clientId"] == client_id && c["id"].is_string())
+        .ok_or_else(|| role_not_found(format!("realm {realm} has no client {client_id:?} to take roles from")))
+}
+
 /// The internal id of the client `client_id` of `realm`.
 fn client_uuid(realm: &str, client_id: &str) -> Result<String, ReconcileError> {
-    keycloak::list(CLIENTS, &[realm], &[("clientId", client_id)])?
-        .iter()
-        .find(|c| c["clientId"] == client_id)
-        .and_then(|c| c["id"].as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| role_not_found(format!("realm {realm} has no client {client_id:?} to take roles from")))
+    Ok(client_named(realm, client_id)?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 #[cfg(test)]

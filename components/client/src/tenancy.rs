@@ -5,14 +5,15 @@
 //! are tenants. The roles of the realm's `realm-management` client
 //! administer the realm itself: `realm-admin` manages every client, user and
 //! role in it, tenants' included. So a tenant's service account is never
-//! granted one, neither directly nor through a composite realm role that
-//! contains one.
+//! granted one, neither directly nor through a composite role that contains
+//! one. Nor is it granted the roles of a client another tenant owns.
 
 use std::collections::BTreeSet;
 
 use keycloak_operator_api::KeycloakClient;
 use keycloak_operator_api::reasons;
 use keycloak_operator_sdk::error::{invalid_spec, transient};
+use keycloak_operator_sdk::ownership::{attribute, keys};
 use keycloak_operator_sdk::{ReconcileError, Request, keycloak};
 use serde_json::Value;
 
@@ -26,18 +27,60 @@ const COMPOSITES: &str = "/realms/{realm}/roles-by-id/{id}/composites";
 /// large graphs, and a reconcile must end.
 const MAX_ROLES_VISITED: usize = 200;
 
-/// Whether the resource is a tenant's: its namespace is not its realm
-/// resource's. Without the realm resource (the host always resolves it), it
-/// counts as a tenant's: the safe side.
-pub fn is_tenant(request: &Request) -> bool {
-    let namespace = |object: &Value| {
-        object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let realm = request.related_of_kind("KeycloakRealm").and_then(namespace);
-    realm.is_none() || realm != namespace(&request.parent)
+/// Where a client resource stands: its own namespace and its realm
+/// resource's.
+#[derive(Debug, Clone, Default)]
+pub struct Tenancy {
+    /// The client resource's namespace.
+    pub namespace: String,
+    /// The `KeycloakRealm`'s namespace (the host always resolves the realm).
+    pub realm_namespace: Option<String>,
+}
+
+impl Tenancy {
+    /// The namespaces of the request's resource and of its realm resource.
+    pub fn of(request: &Request) -> Self {
+        let namespace = |object: &Value| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Tenancy {
+            namespace: namespace(&request.parent).unwrap_or_default(),
+            realm_namespace: request.related_of_kind("KeycloakRealm").and_then(namespace),
+        }
+    }
+
+    /// Whether the resource is a tenant's: its namespace is not its realm
+    /// resource's. Without the realm resource, it counts as a tenant's: the
+    /// safe side.
+    pub fn is_tenant(&self) -> bool {
+        self.realm_namespace.as_deref() != Some(self.namespace.as_str())
+    }
+
+    /// Refuses, for a tenant, roles of `client` (its representation) when a
+    /// resource of another tenant owns it: one tenant may not take another's
+    /// permissions. Clients of the realm's namespace, of the tenant's own
+    /// namespace, and clients no resource owns stay grantable.
+    pub fn refuse_foreign_client(&self, client: &Value) -> Result<(), ReconcileError> {
+        if !self.is_tenant() {
+            return Ok(());
+        }
+        match attribute(client.get("attributes"), keys::NAMESPACE) {
+            Some(owner) if owner != self.namespace && Some(&owner) != self.realm_namespace.as_ref() => {
+                Err(invalid_spec(
+                    reasons::ROLE_NOT_ALLOWED,
+                    format!(
+                        "serviceAccountRoles.clientRoles.{} names a client that a KeycloakClient in namespace \
+                         {owner} owns; a tenant may not be granted another tenant's roles",
+                        client["clientId"].as_str().unwrap_or_default()
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn refused(what: String) -> ReconcileError {
@@ -116,9 +159,21 @@ mod tests {
 
     #[test]
     fn a_client_beside_its_realm_is_not_a_tenant() {
-        assert!(!is_tenant(&request("platform", Some("platform"))));
-        assert!(is_tenant(&request("team", Some("platform"))));
-        assert!(is_tenant(&request("team", None)));
+        assert!(!Tenancy::of(&request("platform", Some("platform"))).is_tenant());
+        assert!(Tenancy::of(&request("team", Some("platform"))).is_tenant());
+        assert!(Tenancy::of(&request("team", None)).is_tenant());
+    }
+
+    #[test]
+    fn a_tenant_may_not_take_another_tenants_client_roles() {
+        let owned_by = |ns: &str| json!({"clientId": "api", "attributes": {keys::NAMESPACE: ns}});
+        let team = Tenancy::of(&request("team-a", Some("platform")));
+        assert!(team.refuse_foreign_client(&owned_by("team-a")).is_ok());
+        assert!(team.refuse_foreign_client(&owned_by("platform")).is_ok());
+        assert!(team.refuse_foreign_client(&json!({"clientId": "by-hand"})).is_ok());
+        assert!(team.refuse_foreign_client(&owned_by("team-b")).is_err());
+        let platform = Tenancy::of(&request("platform", Some("platform")));
+        assert!(platform.refuse_foreign_client(&owned_by("team-b")).is_ok());
     }
 
     #[test]

@@ -417,11 +417,17 @@ impl LoadedComponent {
         if !stderr.is_empty() {
             tracing::debug!(component = %self.label(), resource = %state.call.resource, stderr = %stderr, "component wrote to stderr");
         }
-        let last_words = state.last_words();
         let result = result.map_err(|error| {
             classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes).unwrap_or_else(|| {
                 // The trap itself, not wasmtime's backtrace; the guest's own
-                // words (a panic message) first when it left any.
+                // last words first when it left any: std's panic message on
+                // stderr (wasip2 builds without the SDK's hook), else the last
+                // line it logged at error level (the SDK's panic hook).
+                let last_words = if stderr.is_empty() {
+                    state.last_error().unwrap_or_default()
+                } else {
+                    stderr.as_str()
+                };
                 let trap = error
                     .downcast_ref::<wasmtime::Trap>()
                     .map(ToString::to_string)

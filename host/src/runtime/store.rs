@@ -59,16 +59,10 @@ impl StoreState {
         }
     }
 
-    /// The guest's own last words before a failure: what it wrote to stderr
-    /// (std's panic message on `wasm32-wasip2` without the SDK's hook), else
-    /// the last line it logged at error level (the SDK's panic hook).
-    pub fn last_words(&self) -> String {
-        let stderr = self.stderr();
-        if stderr.is_empty() {
-            self.last_error.clone().unwrap_or_default()
-        } else {
-            stderr
-        }
+    /// The last line the guest logged at error level, if any (the SDK's
+    /// panic hook logs a panic's message there).
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 
     /// Keeps `message` as the guest's last error-level line, capped so that a

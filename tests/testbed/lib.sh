@@ -52,6 +52,7 @@ PORT_KCM=$((TESTBED_PORT_BASE + 11))
 PORT_KEYCLOAK=$((TESTBED_PORT_BASE + 20))
 PORT_KEYCLOAK_MGMT=$((TESTBED_PORT_BASE + 21))
 PORT_POSTGRES=$((TESTBED_PORT_BASE + 30))
+PORT_REGISTRY=$((TESTBED_PORT_BASE + 40))
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() {
@@ -96,7 +97,7 @@ port_in_use() {
 # of our processes needs is held by something else.
 require_free_port() {
   if port_in_use "$2"; then
-    die "port $2 (for $1) is already in use by another process; stop it, or run this bed on other ports with TESTBED_PORT_BASE=<n> (current base $TESTBED_PORT_BASE; the bed uses base+0..base+30)"
+    die "port $2 (for $1) is already in use by another process; stop it, or run this bed on other ports with TESTBED_PORT_BASE=<n> (current base $TESTBED_PORT_BASE; the bed uses base+0..base+40)"
   fi
 }
 

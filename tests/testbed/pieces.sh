@@ -209,3 +209,49 @@ fetch_cnpg_crds() {
   unzip -q -j "$zip" "github.com/cloudnative-pg/cloudnative-pg@v$CNPG_VERSION/config/crd/bases/postgresql.cnpg.io_clusters.yaml" -d "$CNPG_DIR.tmp"
   rm -rf "$CNPG_DIR" && mv "$CNPG_DIR.tmp" "$CNPG_DIR"
 }
+
+# Tools built with `go install` into the cache, one directory per version.
+TOOLS_DIR="$CACHE_ROOT/tools"
+HELM_BIN="$TOOLS_DIR/helm-v$HELM_VERSION/helm"
+CRANE_BIN="$TOOLS_DIR/crane-v$CRANE_VERSION/crane"
+
+# go_install_tool BINARY PACKAGE@VERSION: build one program into the
+# directory of BINARY, unless it is there already.
+go_install_tool() {
+  local binary=$1 package=$2 dir
+  [[ -x "$binary" ]] && return 0
+  command_go
+  dir=$(dirname "$binary")
+  log "building $(basename "$binary") ($package) into the cache (first run only)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  (cd / && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w" "$package") ||
+    die "building $package failed"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
+build_tools() {
+  go_install_tool "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  go_install_tool "$CRANE_BIN" "github.com/google/go-containerregistry/cmd/crane@v$CRANE_VERSION"
+}
+
+# Prometheus Operator's CRDs, from its Go module zip.
+PROMETHEUS_CRDS_DIR="$CACHE_ROOT/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
+fetch_prometheus_crds() {
+  [[ -f "$PROMETHEUS_CRDS_DIR/monitoring.coreos.com_prometheusrules.yaml" ]] && return 0
+  local zip="$DOWNLOADS/prometheus-operator-v$PROMETHEUS_OPERATOR_VERSION.zip"
+  local inside="github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd"
+  mkdir -p "$DOWNLOADS"
+  if [[ ! -f "$zip" ]] || ! echo "$PROMETHEUS_OPERATOR_ZIP_SHA256  $zip" | sha256sum -c --quiet - 2>/dev/null; then
+    log "downloading Prometheus Operator $PROMETHEUS_OPERATOR_VERSION's CRDs from the Go module proxy"
+    curl -fsSL --retry 3 -o "$zip.part" \
+      "https://proxy.golang.org/github.com/prometheus-operator/prometheus-operator/@v/v$PROMETHEUS_OPERATOR_VERSION.zip" ||
+      die "could not download the Prometheus Operator module"
+    echo "$PROMETHEUS_OPERATOR_ZIP_SHA256  $zip.part" | sha256sum -c --quiet - ||
+      die "the Prometheus Operator module does not match its pinned SHA-256"
+    mv "$zip.part" "$zip"
+  fi
+  rm -rf "$PROMETHEUS_CRDS_DIR.tmp" && mkdir -p "$PROMETHEUS_CRDS_DIR.tmp"
+  unzip -q -j "$zip" "$inside/monitoring.coreos.com_servicemonitors.yaml" \
+    "$inside/monitoring.coreos.com_prometheusrules.yaml" -d "$PROMETHEUS_CRDS_DIR.tmp"
+  rm -rf "$PROMETHEUS_CRDS_DIR" && mv "$PROMETHEUS_CRDS_DIR.tmp" "$PROMETHEUS_CRDS_DIR"
+}

@@ -45,8 +45,8 @@ demo: build testbed-up ## the quickstart: test bed, CRDs, operator, examples/qui
 	examples/quickstart/demo.sh
 
 .PHONY: crds
-crds: ## regenerate crds/ from the Rust types in api/
-	$(CARGO) run --release -p keycloak-operator -- crds --out crds
+crds: ## regenerate crds/ (and the Helm chart's copy) from the Rust types in api/
+	$(CARGO) run --release -p keycloak-operator -- crds --out crds --out charts/keycloak-operator/files/crds
 
 .PHONY: bench
 bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms and 300 clients against the real Keycloak

@@ -23,6 +23,11 @@ async fn a_new_version_is_swapped_in_while_reconciling_without_a_failed_reconcil
     keycloak(&client, ns, "sso", None, &[]).await?;
     let mut options = OperatorOptions::standard(&[ns]);
     options.resync = "1s".into();
+    // Version 0.2 also asks for read-secrets.
+    options.components = vec![
+        (Component::Keycloak, &["keycloak-admin", "read-secrets"]),
+        (Component::Realm, &["keycloak-admin", "read-secrets"]),
+    ];
     let operator = Operator::start(&options).await?;
     let admin = KeycloakAdmin::connect().await?;
 

@@ -110,3 +110,34 @@ pub mod reasons {
     /// Everything the resource depends on answers.
     pub const DEPENDENCIES_HEALTHY: &str = "DependenciesHealthy";
 }
+
+/// Stable condition reasons of a `ReconcilerComponent`.
+pub mod component_reasons {
+    /// The declared version serves its kind.
+    pub const SERVING: &str = "Serving";
+    /// The declared version is being pulled and checked.
+    pub const LOADING: &str = "Loading";
+    /// The registry could not be reached, refused, or does not hold the
+    /// reference. Retried with backoff.
+    pub const PULL_FAILED: &str = "PullFailed";
+    /// The pull Secret is missing or unusable.
+    pub const PULL_SECRET_INVALID: &str = "PullSecretInvalid";
+    /// What the registry returned does not match the pinned digest.
+    pub const DIGEST_MISMATCH: &str = "DigestMismatch";
+    /// The artifact is not a component in the expected layout.
+    pub const NOT_A_COMPONENT: &str = "NotAComponent";
+    /// The component serves another kind than `spec.kind`.
+    pub const KIND_MISMATCH: &str = "KindMismatch";
+    /// The component asks for a capability `spec.grants` does not give.
+    pub const CAPABILITY_NOT_GRANTED: &str = "CapabilityNotGranted";
+    /// The component does not compile, link or describe itself.
+    pub const COMPILE_FAILED: &str = "CompileFailed";
+    /// The component's description is unusable (child kinds not allowed...).
+    pub const INVALID_COMPONENT: &str = "InvalidComponent";
+    /// `spec.limits` asks for more than the host allows.
+    pub const INVALID_LIMITS: &str = "InvalidLimits";
+    /// An older `ReconcilerComponent` declares the same kind.
+    pub const KIND_CONFLICT: &str = "KindConflict";
+    /// The candidate runs in shadow mode.
+    pub const SHADOWING: &str = "Shadowing";
+}

@@ -10,6 +10,7 @@
 
 pub mod client;
 mod common;
+pub mod component;
 pub mod keycloak;
 pub mod managed;
 pub mod realm;
@@ -19,7 +20,13 @@ pub use client::{
     KeycloakClientStatus, NameIdFormat, OidcSettings, PkceMethod, ProtocolMapper, ROTATE_SECRET_ANNOTATION,
     SamlSettings, SamlSignatureAlgorithm, SecretKeyReference, SecretRotationStatus, ServiceAccountRoles,
 };
-pub use common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, condition_types, reasons};
+pub use common::{
+    ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, component_reasons, condition_types, reasons,
+};
+pub use component::{
+    Candidate, CandidateStatus, ComponentLimits, ComponentVersion, Grant, PlannedWrite, ReconcilerComponent,
+    ReconcilerComponentSpec, ReconcilerComponentStatus, Rollout, RolloutMode,
+};
 pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,
 };

@@ -207,19 +207,22 @@ async fn main() {
         .expect("runtime");
         let noop = Arc::new(
             runtime
-                .load(&component("noop_component.wasm"), &BTreeSet::new())
+                .load(&component("noop_component.wasm"), &runtime.policy([]))
                 .await
                 .expect("noop component"),
         );
         let realm = Arc::new(
             runtime
-                .load(&component("realm_component.wasm"), &grants)
+                .load(
+                    &component("realm_component.wasm"),
+                    &runtime.policy(grants.iter().copied()),
+                )
                 .await
                 .expect("realm component"),
         );
         let noop_wasip2 = match wasip2_noop() {
             Some(path) => Some(Arc::new(
-                runtime.load(&path, &BTreeSet::new()).await.expect("wasip2 noop"),
+                runtime.load(&path, &runtime.policy([])).await.expect("wasip2 noop"),
             )),
             None => None,
         };

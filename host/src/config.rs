@@ -48,6 +48,14 @@ pub struct HostConfig {
     /// Address of the metrics and health server.
     #[serde(default = "defaults::http")]
     pub http_address: String,
+    /// The operator's own namespace: where pull Secrets of declared
+    /// components are read and, by default, where the leader Lease lives.
+    /// `$POD_NAMESPACE` when unset, else `default`.
+    #[serde(default)]
+    pub operator_namespace: Option<String>,
+    /// Components declared as `ReconcilerComponent` resources.
+    #[serde(default)]
+    pub declared_components: DeclaredComponentsConfig,
     /// Addresses that replace managed Keycloaks' in-cluster URLs, by
     /// `namespace/name`. Only for running the host outside the cluster it
     /// manages (the end-to-end tests do); in a cluster, leave it empty.
@@ -64,6 +72,54 @@ pub struct ComponentSpec {
     /// Capabilities granted to it.
     #[serde(default)]
     pub grants: Vec<Capability>,
+}
+
+/// Components declared as `ReconcilerComponent` resources and pulled from
+/// OCI registries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeclaredComponentsConfig {
+    /// Watch `ReconcilerComponent`s. Off, only the components of this file
+    /// serve.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Follow only the `ReconcilerComponent`s with these labels (a label
+    /// selector such as `keycloak.wasmop.dev/operator=team-a`), so that two
+    /// installations in one cluster each follow their own. All when unset.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// Registries reached over plain HTTP (`host:port`); every other one
+    /// over HTTPS. Only for a registry on a loopback address or a test bed.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Timeout of one registry request.
+    #[serde(default = "defaults::pull_timeout", with = "duration")]
+    pub pull_timeout: Duration,
+    /// Largest component accepted, MiB.
+    #[serde(default = "defaults::max_component_mib", rename = "maxComponentMiB")]
+    pub max_component_mib: u64,
+}
+
+impl Default for DeclaredComponentsConfig {
+    fn default() -> Self {
+        DeclaredComponentsConfig {
+            enabled: true,
+            label_selector: None,
+            insecure_registries: Vec::new(),
+            pull_timeout: defaults::pull_timeout(),
+            max_component_mib: defaults::max_component_mib(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// The operator's own namespace.
+    pub fn operator_namespace(&self) -> String {
+        self.operator_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
+            .unwrap_or_else(|| "default".into())
+    }
 }
 
 /// Retry backoff per object.
@@ -356,6 +412,12 @@ mod defaults {
     }
     pub fn max_instances() -> u32 {
         256
+    }
+    pub fn pull_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_component_mib() -> u64 {
+        64
     }
 }
 

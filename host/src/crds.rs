@@ -3,15 +3,20 @@
 //! from going stale.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm};
+use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm, ReconcilerComponent};
 use kube::CustomResourceExt;
 
 /// Every CRD the operator ships, by file name.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
-    [Keycloak::crd(), KeycloakRealm::crd(), KeycloakClient::crd()]
-        .into_iter()
-        .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
-        .collect()
+    [
+        Keycloak::crd(),
+        KeycloakRealm::crd(),
+        KeycloakClient::crd(),
+        ReconcilerComponent::crd(),
+    ]
+    .into_iter()
+    .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
+    .collect()
 }
 
 /// One CRD as the YAML file committed in `crds/`.
@@ -29,14 +34,18 @@ mod tests {
 
     #[test]
     fn committed_crds_match_the_rust_types() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-        for (file, crd) in all() {
-            let want = render(&crd).expect("render");
-            let have = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
-            assert!(
-                want == have,
-                "crds/{file} is stale: run `make crds` and commit the result"
-            );
+        // crds/ and the Helm chart's copy (Helm reads only its own files).
+        for dir in ["../crds", "../charts/keycloak-operator/files/crds"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for (file, crd) in all() {
+                let want = render(&crd).expect("render");
+                let have = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
+                assert!(
+                    want == have,
+                    "{}/{file} is stale: run `make crds` and commit the result",
+                    dir.display()
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod controller;
 pub mod crds;
+pub mod delivery;
 pub mod http;
 pub mod keycloak;
 pub mod leader;

@@ -1,7 +1,6 @@
 //! The `keycloak-operator` command: run the operator, print the CRDs, or
 //! describe a component file.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,16 +38,42 @@ enum Command {
         #[arg(long, env = "LOG_JSON")]
         log_json: bool,
     },
-    /// Write the CRDs of the built-in kinds as YAML files into a directory.
+    /// Write the CRDs of the built-in kinds as YAML files into directories.
     Crds {
-        /// Directory to write into.
+        /// Directory to write into; repeat for more than one.
         #[arg(long, default_value = "crds")]
-        out: PathBuf,
+        out: Vec<PathBuf>,
     },
     /// Load a component and print what it describes.
     Describe {
         /// The component file (.wasm).
         component: PathBuf,
+    },
+    /// Work with components as OCI artifacts.
+    Component {
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComponentCommand {
+    /// Publish a component to an OCI registry and print its reference
+    /// pinned by digest (what a ReconcilerComponent's `spec.oci` takes).
+    Push {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// Where to publish it: `registry/repository[:tag]`.
+        reference: String,
+        /// Reach the registry over plain HTTP (a registry on loopback).
+        #[arg(long)]
+        insecure: bool,
+        /// User name for the registry (with `REGISTRY_PASSWORD`).
+        #[arg(long, env = "REGISTRY_USERNAME")]
+        username: Option<String>,
+        /// Password for the registry.
+        #[arg(long, env = "REGISTRY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
 }
 
@@ -65,6 +90,16 @@ async fn main() -> ExitCode {
         } => run(config, identity, log_json).await,
         Command::Crds { out } => write_crds(out),
         Command::Describe { component } => describe(component).await,
+        Command::Component {
+            command:
+                ComponentCommand::Push {
+                    file,
+                    reference,
+                    insecure,
+                    username,
+                    password,
+                },
+        } => push(file, reference, insecure, username, password).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,18 +136,20 @@ async fn run(config_path: PathBuf, identity: Option<String>, log_json: bool) -> 
     .await
 }
 
-fn write_crds(out: PathBuf) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&out)?;
-    for (file, crd) in keycloak_operator::crds::all() {
-        std::fs::write(out.join(&file), keycloak_operator::crds::render(&crd)?)?;
-        println!("wrote {}", out.join(file).display());
+fn write_crds(outs: Vec<PathBuf>) -> anyhow::Result<()> {
+    for out in outs {
+        std::fs::create_dir_all(&out)?;
+        for (file, crd) in keycloak_operator::crds::all() {
+            std::fs::write(out.join(&file), keycloak_operator::crds::render(&crd)?)?;
+            println!("wrote {}", out.join(file).display());
+        }
     }
     Ok(())
 }
 
 async fn describe(component: PathBuf) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeSettings::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let all: BTreeSet<Capability> = [Capability::KeycloakAdmin, Capability::ReadSecrets].into();
+    let all = runtime.policy([Capability::KeycloakAdmin, Capability::ReadSecrets]);
     let loaded = runtime.load(&component, &all).await?;
     let d = &loaded.description;
     println!("component: {}@{}", d.name, d.version);
@@ -128,5 +165,44 @@ async fn describe(component: PathBuf) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
     println!("finalizer: {}", d.finalizer);
+    Ok(())
+}
+
+async fn push(
+    file: PathBuf,
+    reference: String,
+    insecure: bool,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    use keycloak_operator::delivery::{OciClient, OciSettings};
+    use oci_client::secrets::RegistryAuth;
+
+    let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    // Refuse what the operator would refuse, before it is published.
+    let runtime = Runtime::new(RuntimeSettings::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let all = runtime.policy([Capability::KeycloakAdmin, Capability::ReadSecrets]);
+    let loaded = runtime.load_bytes(&bytes, &file, &all).await?;
+    let registry = reference.split('/').next().unwrap_or_default().to_owned();
+    let client = OciClient::new(OciSettings {
+        insecure_registries: if insecure { vec![registry] } else { Vec::new() },
+        ..OciSettings::default()
+    });
+    let auth = match (username, password) {
+        (Some(user), Some(password)) => RegistryAuth::Basic(user, password),
+        (None, None) => RegistryAuth::Anonymous,
+        _ => anyhow::bail!(
+            "give both --username and --password (or REGISTRY_USERNAME and REGISTRY_PASSWORD), or neither"
+        ),
+    };
+    let pinned = client.push(&reference, bytes, &auth).await?;
+    eprintln!(
+        "pushed {} ({}, serves {}, component digest {})",
+        file.display(),
+        loaded.label(),
+        loaded.description.kind_key(),
+        loaded.digest
+    );
+    println!("{pinned}");
     Ok(())
 }

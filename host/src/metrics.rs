@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Distinct Keycloak route templates tracked before new ones are counted as
@@ -39,6 +39,15 @@ pub struct Metrics {
     pub component_swaps: IntCounterVec,
     /// The component version serving each kind (value 1).
     pub component_info: IntGaugeVec,
+    /// Component pulls from OCI registries, by result (`pulled`, `failed`).
+    pub component_pulls: IntCounterVec,
+    /// Duration of component pulls.
+    pub component_pull_duration: Histogram,
+    /// Reconciles by a shadow candidate, by kind and result (`ready`,
+    /// `progressing`, `stalled`, `failed`).
+    pub shadow_reconciles: IntCounterVec,
+    /// Keycloak writes a shadow candidate would have made, by kind.
+    pub shadow_writes: IntCounterVec,
     /// Keys waiting in the work queue, by kind.
     pub queue_depth: IntGaugeVec,
     /// 1 while this replica holds the leader Lease.
@@ -127,7 +136,7 @@ impl Metrics {
                 "keycloak_request_duration_seconds",
                 "Keycloak admin request duration",
                 &["keycloak", "method", "route"],
-                seconds,
+                seconds.clone(),
             ),
             circuit_state: gauge(
                 &registry,
@@ -158,6 +167,35 @@ impl Metrics {
                 "component_info",
                 "The component version serving each kind",
                 &["kind", "component", "version", "digest"],
+            ),
+            component_pulls: counter(
+                &registry,
+                "component_pulls_total",
+                "Component pulls from OCI registries by result",
+                &["result"],
+            ),
+            component_pull_duration: {
+                let metric = Histogram::with_opts(
+                    HistogramOpts::new("component_pull_duration_seconds", "Component pull duration")
+                        .buckets(seconds.clone()),
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric registered once");
+                metric
+            },
+            shadow_reconciles: counter(
+                &registry,
+                "shadow_reconciles_total",
+                "Reconciles by a shadow candidate by kind and result",
+                &["kind", "result"],
+            ),
+            shadow_writes: counter(
+                &registry,
+                "shadow_writes_total",
+                "Keycloak writes a shadow candidate would have made",
+                &["kind"],
             ),
             queue_depth: gauge(&registry, "queue_depth", "Keys waiting in the work queue", &["kind"]),
             leader,

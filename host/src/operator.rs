@@ -13,7 +13,8 @@ use keycloak_operator_api::{Keycloak, KeycloakRealm};
 use kube::Client;
 use kube::api::ApiResource;
 use kube::runtime::events::{Recorder, Reporter};
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -22,12 +23,13 @@ use crate::controller::children::ChildCaches;
 use crate::controller::informer::{Informer, NamespaceScope};
 use crate::controller::target::References;
 use crate::controller::{ControllerSettings, KindController, Shared};
+use crate::delivery::{ArtifactStore, Delivery, DeliverySettings, OciClient, OciSettings, ShadowReports};
 use crate::http::{self, Health};
 use crate::keycloak::{CircuitSettings, KeycloakPool, KeycloakSettings};
 use crate::leader::Election;
 use crate::metrics::Metrics;
 use crate::runtime::engine::EngineSettings;
-use crate::runtime::registry::{Refresh, Registry};
+use crate::runtime::registry::{Registry, RegistryEvent};
 use crate::runtime::{Runtime, RuntimeSettings, default_child_kinds, default_related_kinds};
 
 /// Settings that come from the command line rather than the file.
@@ -77,6 +79,15 @@ fn keycloak_settings(config: &HostConfig) -> KeycloakSettings {
     }
 }
 
+fn oci_settings(config: &HostConfig) -> OciSettings {
+    let d = &config.declared_components;
+    OciSettings {
+        insecure_registries: d.insecure_registries.clone(),
+        timeout: d.pull_timeout,
+        max_component_bytes: d.max_component_mib << 20,
+    }
+}
+
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
@@ -89,12 +100,12 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
     for spec in &config.components {
         watched.refresh(&registry, spec).await;
     }
-    if registry.kinds().is_empty() {
+    if registry.kinds().is_empty() && !config.declared_components.enabled {
         anyhow::bail!("no component could be loaded; see the errors above");
     }
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
-    tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(signals(shutdown.clone(), health.clone()));
     let server = {
         let (address, metrics, health, shutdown) = (
             config.http_address.clone(),
@@ -109,13 +120,11 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
             }
         })
     };
-    let (added_tx, mut added_rx) = mpsc::unbounded_channel();
     tokio::spawn(watch_components(
         registry.clone(),
         options.config_path.clone(),
         config.clone(),
         watched,
-        added_tx,
         shutdown.clone(),
     ));
     let keycloak = Arc::new(KeycloakPool::new(
@@ -123,23 +132,16 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
         keycloak_settings(&config),
         metrics.clone(),
     )?);
-    let context = LeadContext {
-        client: client.clone(),
-        registry,
-        keycloak,
-        metrics: metrics.clone(),
-        config: config.clone(),
-        identity: options.identity.clone(),
-    };
-    let result = if config.leader_election.enabled {
+    let shadow = Arc::new(ShadowReports::default());
+    let operator_namespace = config.operator_namespace();
+    let election = if config.leader_election.enabled {
         let namespace = config
             .leader_election
             .namespace
             .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".into());
+            .unwrap_or_else(|| operator_namespace.clone());
         let election = Election::join(
-            client,
+            client.clone(),
             &namespace,
             &config.leader_election.lease_name,
             &options.identity,
@@ -148,16 +150,63 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
         )
         .await?;
         tracing::info!(identity = %options.identity, lease = %format!("{namespace}/{}", config.leader_election.lease_name), "joined the leader election");
-        health.ready.store(true, Ordering::Relaxed);
-        follow(context, election, added_rx, shutdown.clone()).await
+        Some(election)
     } else {
-        health.ready.store(true, Ordering::Relaxed);
-        let leading = Leadership::start(&context);
-        lead_until(leading, &context, &mut added_rx, shutdown.clone())
-            .await
-            .stop(&context.metrics)
-            .await;
-        Ok(())
+        None
+    };
+    let leading = match &election {
+        Some(election) => election.leading.clone(),
+        None => watch::channel(true).1,
+    };
+    // Every replica loads the declared components, so that a follower taking
+    // over serves the declared versions at once; only the leader writes
+    // their status.
+    if config.declared_components.enabled {
+        let delivery = Delivery::start(
+            client.clone(),
+            registry.clone(),
+            metrics.clone(),
+            OciClient::new(oci_settings(&config)),
+            ArtifactStore::new(config.runtime.cache_dir.as_ref().map(|dir| dir.join("artifacts"))),
+            shadow.clone(),
+            DeliverySettings {
+                operator_namespace,
+                label_selector: config.declared_components.label_selector.clone(),
+                backoff_base: config.backoff.base,
+                backoff_cap: config.backoff.cap,
+            },
+            leading,
+            shutdown.clone(),
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = delivery.wait_initial() => {}
+        }
+        if registry.kinds().is_empty() {
+            tracing::warn!("no kind is served yet: no built-in component loaded and no ReconcilerComponent declared");
+        }
+    }
+    health.components_loaded.store(true, Ordering::Relaxed);
+    let context = LeadContext {
+        client: client.clone(),
+        registry,
+        keycloak,
+        metrics: metrics.clone(),
+        config: config.clone(),
+        identity: options.identity.clone(),
+        health: health.clone(),
+        shadow,
+    };
+    let result = match election {
+        Some(election) => follow(context, election, shutdown.clone()).await,
+        None => {
+            let leading = Leadership::start(&context);
+            lead_until(leading, &context, shutdown.clone())
+                .await
+                .stop(&context)
+                .await;
+            Ok(())
+        }
     };
     shutdown.cancel();
     let _ = server.await;
@@ -165,7 +214,7 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
     result
 }
 
-async fn signals(shutdown: CancellationToken) {
+async fn signals(shutdown: CancellationToken, health: Arc<Health>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
@@ -175,6 +224,7 @@ async fn signals(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM: finishing reconciles in flight, then releasing the Lease"),
         _ = int.recv() => tracing::info!("SIGINT: finishing reconciles in flight, then releasing the Lease"),
     }
+    health.stopping.store(true, Ordering::Relaxed);
     shutdown.cancel();
 }
 
@@ -186,14 +236,24 @@ struct LeadContext {
     metrics: Arc<Metrics>,
     config: HostConfig,
     identity: String,
+    health: Arc<Health>,
+    shadow: Arc<ShadowReports>,
+}
+
+/// A kind's controller while this replica leads.
+struct Running {
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
 }
 
 /// The controllers running while this replica leads.
 struct Leadership {
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    controllers: Vec<JoinHandle<()>>,
-    started: BTreeSet<String>,
+    controllers: BTreeMap<String, Running>,
+    /// Caches that must list their objects before this leader is ready.
+    caches: Vec<Arc<Informer>>,
+    synced: Option<JoinHandle<()>>,
 }
 
 impl Leadership {
@@ -218,6 +278,11 @@ impl Leadership {
             namespaces: spawn(ApiResource::erase::<Namespace>(&()), false),
             address_overrides: context.config.keycloak_address_overrides.clone(),
         });
+        let caches = vec![
+            references.keycloaks.clone(),
+            references.realms.clone(),
+            references.namespaces.clone(),
+        ];
         let shared = Arc::new(Shared {
             client: context.client.clone(),
             keycloak: context.keycloak.clone(),
@@ -239,69 +304,131 @@ impl Leadership {
                 backoff_cap: context.config.backoff.cap,
             },
             scope,
+            shadow: context.shadow.clone(),
         });
         let mut leadership = Leadership {
             shared,
             cancel,
-            controllers: Vec::new(),
-            started: BTreeSet::new(),
+            controllers: BTreeMap::new(),
+            caches,
+            synced: None,
         };
         for (kind, _) in context.registry.kinds() {
             leadership.start_kind(context, &kind);
         }
+        context.health.leading.store(true, Ordering::Relaxed);
+        leadership.watch_sync(context);
         context.metrics.leader.set(1);
         leadership
+    }
+
+    /// Marks the leader ready once every cache it reads has synced.
+    fn watch_sync(&mut self, context: &LeadContext) {
+        if let Some(previous) = self.synced.take() {
+            previous.abort();
+        }
+        context.health.caches_synced.store(false, Ordering::Relaxed);
+        let caches = self.caches.clone();
+        let health = context.health.clone();
+        self.synced = Some(tokio::spawn(async move {
+            for cache in caches {
+                cache.wait_synced().await;
+            }
+            health.caches_synced.store(true, Ordering::Relaxed);
+            tracing::info!("caches synced; ready as leader");
+        }));
     }
 
     fn start_kind(&mut self, context: &LeadContext, kind: &str) {
         let Some(slot) = context.registry.slot(kind) else {
             return;
         };
-        if self.started.insert(kind.to_owned()) {
-            self.controllers.push(KindController::start(
-                self.shared.clone(),
-                context.registry.clone(),
-                kind.to_owned(),
-                slot,
-                self.cancel.clone(),
-            ));
+        if self.controllers.contains_key(kind) {
+            return;
         }
+        let cancel = self.cancel.child_token();
+        let running = KindController::start(
+            self.shared.clone(),
+            context.registry.clone(),
+            kind.to_owned(),
+            slot,
+            cancel.clone(),
+        );
+        self.caches.push(running.parent);
+        self.controllers.insert(
+            kind.to_owned(),
+            Running {
+                cancel,
+                handle: running.handle,
+            },
+        );
+    }
+
+    /// Stops the controller of a kind no longer served, after its
+    /// reconciles in flight.
+    fn stop_kind(&mut self, kind: &str) {
+        if let Some(running) = self.controllers.remove(kind) {
+            running.cancel.cancel();
+            tokio::spawn(async move {
+                let _ = running.handle.await;
+            });
+        }
+        self.caches
+            .retain(|cache| format!("{}/{}", cache.resource.group, cache.resource.kind) != kind);
     }
 
     /// Stops every controller after its reconciles in flight.
-    async fn stop(self, metrics: &Metrics) {
+    async fn stop(self, context: &LeadContext) {
         self.cancel.cancel();
-        for controller in self.controllers {
-            let _ = controller.await;
+        if let Some(synced) = self.synced {
+            synced.abort();
         }
-        metrics.leader.set(0);
+        for (_, running) in self.controllers {
+            let _ = running.handle.await;
+        }
+        context.health.leading.store(false, Ordering::Relaxed);
+        context.health.caches_synced.store(false, Ordering::Relaxed);
+        context.metrics.leader.set(0);
     }
 }
 
-async fn lead_until(
-    mut leading: Leadership,
-    context: &LeadContext,
-    added: &mut mpsc::UnboundedReceiver<String>,
-    stop: CancellationToken,
-) -> Leadership {
+/// Leads until `stop`: starts the controller of each kind that comes to be
+/// served and stops the one of each kind that is no longer.
+async fn lead_until(mut leading: Leadership, context: &LeadContext, stop: CancellationToken) -> Leadership {
+    let mut events = context.registry.subscribe();
+    // Kinds added between the start and the subscription.
+    for (kind, _) in context.registry.kinds() {
+        leading.start_kind(context, &kind);
+    }
     loop {
         tokio::select! {
             _ = stop.cancelled() => return leading,
-            kind = added.recv() => match kind {
-                Some(kind) => leading.start_kind(context, &kind),
-                None => { stop.cancelled().await; return leading; }
+            event = events.recv() => match event {
+                Ok(RegistryEvent::Added(kind)) => {
+                    leading.start_kind(context, &kind);
+                    leading.watch_sync(context);
+                }
+                Ok(RegistryEvent::Removed(kind)) => leading.stop_kind(&kind),
+                Ok(RegistryEvent::Swapped(_)) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let served: BTreeSet<String> = context.registry.kinds().into_iter().map(|(k, _)| k).collect();
+                    let running: Vec<String> = leading.controllers.keys().cloned().collect();
+                    for kind in running.iter().filter(|k| !served.contains(*k)) {
+                        leading.stop_kind(kind);
+                    }
+                    for kind in &served {
+                        leading.start_kind(context, kind);
+                    }
+                    leading.watch_sync(context);
+                }
+                Err(RecvError::Closed) => { stop.cancelled().await; return leading; }
             },
         }
     }
 }
 
 /// Leads while elected; on losing the Lease stops reconciling at once.
-async fn follow(
-    context: LeadContext,
-    mut election: Election,
-    mut added: mpsc::UnboundedReceiver<String>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+async fn follow(context: LeadContext, mut election: Election, shutdown: CancellationToken) -> anyhow::Result<()> {
     loop {
         let leading = *election.leading.borrow_and_update();
         if leading {
@@ -320,9 +447,9 @@ async fn follow(
                     lost.cancel();
                 })
             };
-            let leadership = lead_until(leadership, &context, &mut added, lost).await;
+            let leadership = lead_until(leadership, &context, lost).await;
             watch_loss.abort();
-            leadership.stop(&context.metrics).await;
+            leadership.stop(&context).await;
         }
         if shutdown.is_cancelled() {
             break;
@@ -353,26 +480,26 @@ fn stamp(path: &Path) -> (Option<SystemTime>, u64) {
 }
 
 impl ComponentFiles {
-    /// Loads the file if it changed since last seen; returns the refresh.
-    async fn refresh(&mut self, registry: &Registry, spec: &ComponentSpec) -> Option<Refresh> {
+    /// Loads the file if it changed since last seen.
+    async fn refresh(&mut self, registry: &Registry, spec: &ComponentSpec) {
         let now = stamp(&spec.path);
         if self.seen.get(&spec.path) == Some(&now) {
-            return None;
+            return;
         }
         self.seen.insert(spec.path.clone(), now);
-        Some(registry.refresh(&spec.path, &spec.grants).await)
+        let policy = registry.runtime().policy(spec.grants.iter().copied());
+        registry.refresh(&spec.path, &policy).await;
     }
 }
 
 /// Polls the component files and the configuration file. A changed file is
 /// loaded and swapped in if it passes the checks; a new component in the
-/// configuration starts serving its kind.
+/// configuration starts serving its kind (the registry announces it).
 async fn watch_components(
     registry: Arc<Registry>,
     config_path: PathBuf,
     mut config: HostConfig,
     mut files: ComponentFiles,
-    added: mpsc::UnboundedSender<String>,
     shutdown: CancellationToken,
 ) {
     let mut config_stamp = stamp(&config_path);
@@ -394,9 +521,7 @@ async fn watch_components(
             }
         }
         for spec in &config.components {
-            if let Some(Refresh::Added { kind }) = files.refresh(&registry, spec).await {
-                let _ = added.send(kind);
-            }
+            files.refresh(&registry, spec).await;
         }
     }
 }

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod managed;
 pub mod operator;
 pub mod proxy;
+pub mod registry;
 pub mod resources;
 pub mod testbed;

@@ -72,6 +72,13 @@ pub struct OperatorOptions {
     pub keycloak: Vec<String>,
     /// Extra top-level YAML appended to the configuration.
     pub extra: String,
+    /// Registries besides the bed's that the operator reaches over plain
+    /// HTTP (`host:port`).
+    pub insecure_registries: Vec<String>,
+    /// The value of the label its `ReconcilerComponent`s carry; its own
+    /// directory's name when unset (a restarted operator takes its
+    /// predecessor's).
+    pub component_label: Option<String>,
 }
 
 impl OperatorOptions {
@@ -88,6 +95,8 @@ impl OperatorOptions {
             runtime: Vec::new(),
             keycloak: Vec::new(),
             extra: String::new(),
+            insecure_registries: Vec::new(),
+            component_label: None,
         }
     }
 }
@@ -99,7 +108,13 @@ pub struct Operator {
     pub dir: PathBuf,
     /// Base URL of its metrics and health server.
     pub http: String,
+    /// The label a `ReconcilerComponent` needs for this operator to follow
+    /// it (each test's operator follows only its own).
+    pub component_label: (String, String),
 }
+
+/// The label key that ties a test's `ReconcilerComponent`s to its operator.
+pub const COMPONENT_LABEL: &str = "testbed.wasmop.dev/operator";
 
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -162,6 +177,23 @@ impl Operator {
             )),
             None => config.push_str("leaderElection:\n  enabled: false\n"),
         }
+        // Cluster-scoped ReconcilerComponents would be seen by every test's
+        // operator: each follows only the ones labelled for it.
+        let label = options.component_label.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("operator")
+                .to_owned()
+        });
+        let mut insecure = options.insecure_registries.clone();
+        if let Ok(registry) = crate::managed::bed_var("OCI_REGISTRY") {
+            insecure.push(registry);
+        }
+        config.push_str(&format!(
+            "operatorNamespace: {}\ndeclaredComponents:\n  labelSelector: {COMPONENT_LABEL}={label}\n  insecureRegistries: [{}]\n",
+            options.namespaces.first().map(String::as_str).unwrap_or("default"),
+            insecure.join(", ")
+        ));
         config.push_str(&options.extra);
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config)?;
@@ -184,6 +216,7 @@ impl Operator {
             child,
             dir,
             http: format!("http://127.0.0.1:{port}"),
+            component_label: (COMPONENT_LABEL.to_owned(), label),
         })
     }
 

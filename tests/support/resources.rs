@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm};
+use keycloak_operator_api::{Keycloak, KeycloakClient, KeycloakRealm, ReconcilerComponent};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -30,6 +30,11 @@ pub fn realm_kind() -> ApiResource {
 /// `KeycloakClient`.
 pub fn client_kind() -> ApiResource {
     ApiResource::erase::<KeycloakClient>(&())
+}
+
+/// `ReconcilerComponent` (cluster-scoped: use the namespace `""`).
+pub fn component_kind() -> ApiResource {
+    ApiResource::erase::<ReconcilerComponent>(&())
 }
 
 /// The test-only `ChaosProbe`.
@@ -89,13 +94,24 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// The API of a kind in a namespace; an empty namespace means a
+/// cluster-scoped kind.
+fn api(client: &Client, kind: &ApiResource, namespace: &str) -> Api<DynamicObject> {
+    if namespace.is_empty() {
+        Api::all_with(client.clone(), kind)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, kind)
+    }
+}
+
 /// Applies an object (server-side apply, as `kubectl apply --server-side`).
+/// An empty namespace applies a cluster-scoped object.
 pub async fn apply(client: &Client, kind: &ApiResource, namespace: &str, object: Value) -> Result<DynamicObject> {
     let name = object["metadata"]["name"]
         .as_str()
         .context("object without a name")?
         .to_owned();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, kind);
+    let api = api(client, kind, namespace);
     api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&object))
         .await
         .with_context(|| format!("applying {} {namespace}/{name}", kind.kind))
@@ -103,7 +119,7 @@ pub async fn apply(client: &Client, kind: &ApiResource, namespace: &str, object:
 
 /// Reads an object as JSON; `None` when it does not exist.
 pub async fn get(client: &Client, kind: &ApiResource, namespace: &str, name: &str) -> Result<Option<Value>> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, kind);
+    let api = api(client, kind, namespace);
     Ok(api
         .get_opt(name)
         .await?
@@ -112,7 +128,7 @@ pub async fn get(client: &Client, kind: &ApiResource, namespace: &str, name: &st
 
 /// Deletes an object (foreground is not needed: finalizers do the work).
 pub async fn delete(client: &Client, kind: &ApiResource, namespace: &str, name: &str) -> Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, kind);
+    let api = api(client, kind, namespace);
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

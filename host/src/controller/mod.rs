@@ -2,12 +2,13 @@
 //! workers that reconcile through the component, and the writes back to
 //! Kubernetes (children, finalizers, status, Events).
 
-mod backoff;
+pub(crate) mod backoff;
 pub mod children;
 mod events;
 pub mod informer;
-mod queue;
+pub(crate) mod queue;
 mod reconcile;
+mod rehearsal;
 pub mod selector;
 pub mod status;
 pub mod target;
@@ -28,10 +29,11 @@ use self::children::ChildCaches;
 use self::informer::{Change, Informer, NamespaceScope, ObjectKey};
 use self::queue::WorkQueue;
 use self::target::References;
+use crate::delivery::ShadowReports;
 use crate::keycloak::KeycloakPool;
 use crate::metrics::Metrics;
 use crate::runtime::model::KeycloakScope;
-use crate::runtime::registry::{Registry, Slot};
+use crate::runtime::registry::{Registry, RegistryEvent, Slot};
 
 /// The finalizer the host puts on resources whose component cleans up.
 pub const FINALIZER: &str = "keycloak.wasmop.dev/finalizer";
@@ -71,6 +73,8 @@ pub struct Shared {
     pub settings: ControllerSettings,
     /// Namespaces watched.
     pub scope: NamespaceScope,
+    /// What shadow candidates would write.
+    pub shadow: Arc<ShadowReports>,
 }
 
 /// The controller of one kind.
@@ -84,6 +88,14 @@ pub struct KindController {
     shared: Arc<Shared>,
 }
 
+/// A started controller.
+pub struct RunningController {
+    /// Ends when the controller stopped.
+    pub handle: tokio::task::JoinHandle<()>,
+    /// The cache of its resources.
+    pub parent: Arc<Informer>,
+}
+
 impl KindController {
     /// Starts the controller of `kind`; it runs until `cancel`, then lets the
     /// reconciles in flight finish.
@@ -93,7 +105,7 @@ impl KindController {
         kind: String,
         slot: Arc<Slot>,
         cancel: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> RunningController {
         let description = slot.current().description.clone();
         let version = description.versions.first().cloned().unwrap_or_default();
         let resource = ApiResource {
@@ -118,12 +130,12 @@ impl KindController {
             kind,
             slot,
             resource,
-            parent,
+            parent: parent.clone(),
             queue: WorkQueue::new(),
             backoff: Backoff::new(shared.settings.backoff_base, shared.settings.backoff_cap),
             shared,
         });
-        tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             let mut feeders = JoinSet::new();
             feeders.spawn(controller.clone().feed_from_parents());
             feeders.spawn(controller.clone().feed_from_swaps(registry));
@@ -153,7 +165,8 @@ impl KindController {
             while workers.join_next().await.is_some() {}
             watches.cancel();
             tracing::info!(kind = %controller.kind, "controller stopped");
-        })
+        });
+        RunningController { handle, parent }
     }
 
     fn enqueue_all(&self) {
@@ -201,10 +214,10 @@ impl KindController {
 
     /// A new component version reconciles every resource of its kind.
     async fn feed_from_swaps(self: Arc<Self>, registry: Arc<Registry>) {
-        let mut swaps = registry.subscribe_swaps();
+        let mut swaps = registry.subscribe();
         loop {
             match swaps.recv().await {
-                Ok(kind) if kind == self.kind => self.enqueue_all(),
+                Ok(RegistryEvent::Swapped(kind)) if kind == self.kind => self.enqueue_all(),
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => self.enqueue_all(),
                 Err(RecvError::Closed) => return,

@@ -65,12 +65,6 @@ impl Conclusion {
     }
 }
 
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 fn failure_detail(failure: &CallFailure) -> Detail {
     let reason = match failure {
         CallFailure::Trapped(_) | CallFailure::Instantiate(_) => reasons::COMPONENT_TRAPPED,
@@ -104,6 +98,7 @@ impl KindController {
     pub(super) async fn reconcile(&self, key: &ObjectKey) -> Option<Duration> {
         let Some(object) = self.parent.get(key) else {
             self.backoff.reset(key);
+            self.shared.shadow.forget(&self.kind, &key.to_string());
             return None;
         };
         let component = self.slot.current();
@@ -145,11 +140,18 @@ impl KindController {
                 Some(delay.min(self.resync_delay()))
             }
         };
+        self.slot.record_reconciled(&component.digest, &key.to_string());
+        let serving_failed = !matches!(conclusion.verdict, Verdict::Ready(_) | Verdict::Progressing(_));
         if let Some(current) = self.parent.get(key) {
             // The generation is the one reconciled, which may be older than
             // the object now in the cache: never claim a spec not yet applied.
             self.publish(&current, object.metadata.generation, &component, conclusion)
                 .await;
+        }
+        if object.metadata.deletion_timestamp.is_none()
+            && let Some(candidate) = self.slot.candidate()
+        {
+            self.rehearse(&object, &candidate.component, serving_failed).await;
         }
         requeue
     }
@@ -162,7 +164,7 @@ impl KindController {
             .mul_f64(rand::rng().random_range(0.9..1.1))
     }
 
-    fn call_context(
+    pub(super) fn call_context(
         &self,
         component: &LoadedComponent,
         object: &DynamicObject,
@@ -188,7 +190,7 @@ impl KindController {
         }
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         component: &LoadedComponent,
         object: &DynamicObject,
@@ -536,7 +538,7 @@ impl KindController {
                     fields: conclusion.fields,
                     current,
                 },
-                &now(),
+                &status::now(),
             );
             if current != Some(&desired) {
                 let patch = json!({

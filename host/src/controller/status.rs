@@ -99,6 +99,13 @@ fn condition(
     c
 }
 
+/// Now, as a condition's `lastTransitionTime`.
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// The whole status the host writes.
 pub fn desired(input: StatusInput<'_>, now: &str) -> Value {
     let current_conditions: Vec<Value> = input

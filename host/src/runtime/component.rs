@@ -127,6 +127,14 @@ pub enum LoadError {
         /// What is wrong.
         message: String,
     },
+    /// The limits asked for cannot be given.
+    #[error("{path}: {message}")]
+    InvalidLimits {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why a call did not return normally.
@@ -152,6 +160,28 @@ pub enum CallFailure {
     /// No instance could be made (the pool is full, for example).
     #[error("component could not be instantiated: {0}")]
     Instantiate(String),
+}
+
+/// Limits of one call of a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Largest linear memory of one instance, in bytes.
+    pub memory_bytes: usize,
+    /// Computation time of one call, host calls excluded.
+    pub guest_time: Duration,
+    /// Time of one call in all.
+    pub wall_time: Duration,
+}
+
+/// What a component may do: the capabilities granted to it and the limits
+/// of each call. Decided by whoever approved it (the configuration file, or
+/// a `ReconcilerComponent`), never by the component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Capabilities granted.
+    pub grants: BTreeSet<Capability>,
+    /// Limits of each call.
+    pub limits: CallLimits,
 }
 
 /// The runtime: engine, linker with the host's imports, compile cache.
@@ -183,17 +213,31 @@ impl Runtime {
         self.engine.allocator
     }
 
+    /// The limits a component gets unless it is given others: the host's
+    /// configuration, which is also the most a component may be given.
+    pub fn default_limits(&self) -> CallLimits {
+        CallLimits {
+            memory_bytes: self.settings.engine.memory_limit_bytes,
+            guest_time: self.settings.guest_time_limit,
+            wall_time: self.settings.wall_time_limit,
+        }
+    }
+
+    /// A policy with `grants` and the default limits.
+    pub fn policy(&self, grants: impl IntoIterator<Item = Capability>) -> Policy {
+        Policy {
+            grants: grants.into_iter().collect(),
+            limits: self.default_limits(),
+        }
+    }
+
     /// Loads, checks and describes the component in `path`.
-    pub async fn load(
-        self: &Arc<Self>,
-        path: &Path,
-        grants: &BTreeSet<Capability>,
-    ) -> Result<LoadedComponent, LoadError> {
+    pub async fn load(self: &Arc<Self>, path: &Path, policy: &Policy) -> Result<LoadedComponent, LoadError> {
         let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        self.load_bytes(&bytes, path, grants).await
+        self.load_bytes(&bytes, path, policy).await
     }
 
     /// Loads a component from memory; `path` names it in errors.
@@ -201,8 +245,9 @@ impl Runtime {
         self: &Arc<Self>,
         bytes: &[u8],
         path: &Path,
-        grants: &BTreeSet<Capability>,
+        policy: &Policy,
     ) -> Result<LoadedComponent, LoadError> {
+        self.check_limits(&policy.limits, path)?;
         let digest_hex = hex::encode(Sha256::digest(bytes));
         let engine = self.engine.engine.clone();
         let cache = self.cache.clone();
@@ -231,7 +276,8 @@ impl Runtime {
             description: placeholder_description(),
             digest: format!("sha256:{digest_hex}"),
             source: path.to_owned(),
-            grants: grants.clone(),
+            grants: policy.grants.clone(),
+            limits: policy.limits,
             from_cache,
             loaded_at: SystemTime::now(),
             pre,
@@ -245,6 +291,28 @@ impl Runtime {
         })?;
         self.check(&loaded, path)?;
         Ok(loaded)
+    }
+
+    fn check_limits(&self, limits: &CallLimits, path: &Path) -> Result<(), LoadError> {
+        let most = self.default_limits();
+        let invalid = |message: String| LoadError::InvalidLimits {
+            path: path.to_owned(),
+            message,
+        };
+        if limits.memory_bytes == 0 || limits.memory_bytes > most.memory_bytes {
+            return Err(invalid(format!(
+                "a memory limit of {} MiB is outside what this host allows (1 to {} MiB, its runtime.memoryLimitMiB)",
+                limits.memory_bytes >> 20,
+                most.memory_bytes >> 20
+            )));
+        }
+        if limits.guest_time.is_zero() || limits.guest_time > limits.wall_time {
+            return Err(invalid(format!(
+                "the computation time limit ({:?}) must be above zero and at most the wall time limit ({:?})",
+                limits.guest_time, limits.wall_time
+            )));
+        }
+        Ok(())
     }
 
     fn check(&self, loaded: &LoadedComponent, path: &Path) -> Result<(), LoadError> {
@@ -318,9 +386,9 @@ impl Runtime {
         Ok(())
     }
 
-    fn new_store(&self, call: CallContext, guest_limit: Duration) -> Store<StoreState> {
-        let budget = Budget::new(guest_limit, self.settings.wall_time_limit);
-        let state = StoreState::new(call, self.settings.engine.memory_limit_bytes, budget);
+    fn new_store(&self, call: CallContext, limits: &CallLimits) -> Store<StoreState> {
+        let budget = Budget::new(limits.guest_time, limits.wall_time);
+        let state = StoreState::new(call, limits.memory_bytes, budget);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -362,8 +430,11 @@ pub struct LoadedComponent {
     pub digest: String,
     /// Where it was loaded from.
     pub source: PathBuf,
-    /// Capabilities granted by configuration.
+    /// Capabilities granted to it (by the configuration file or its
+    /// `ReconcilerComponent`).
     pub grants: BTreeSet<Capability>,
+    /// Limits of each call.
+    pub limits: CallLimits,
     /// Whether the compiled code came from the disk cache.
     pub from_cache: bool,
     /// When it was loaded.
@@ -387,6 +458,44 @@ impl LoadedComponent {
         format!("{}@{}", self.description.name, self.description.version)
     }
 
+    /// The same version under another policy: new grants or limits take
+    /// effect without compiling or describing again. The policy is not
+    /// checked against what the component needs: a capability taken away is
+    /// simply refused when the component asks for it.
+    pub fn with_policy(&self, policy: &Policy) -> Result<LoadedComponent, LoadError> {
+        self.runtime.check_limits(&policy.limits, &self.source)?;
+        Ok(LoadedComponent {
+            description: self.description.clone(),
+            digest: self.digest.clone(),
+            source: self.source.clone(),
+            grants: policy.grants.clone(),
+            limits: policy.limits,
+            from_cache: self.from_cache,
+            loaded_at: SystemTime::now(),
+            pre: self.pre.clone(),
+            exports: self.exports.clone(),
+            runtime: self.runtime.clone(),
+        })
+    }
+
+    /// Its grants and limits.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            grants: self.grants.clone(),
+            limits: self.limits,
+        }
+    }
+
+    /// The capabilities it needs that `grants` lacks.
+    pub fn missing_grants(&self, grants: &BTreeSet<Capability>) -> Vec<Capability> {
+        self.description
+            .capabilities
+            .iter()
+            .filter(|c| !grants.contains(c))
+            .copied()
+            .collect()
+    }
+
     /// Identity recorded in resource status.
     pub fn identity(&self) -> keycloak_operator_api::ComponentIdentity {
         keycloak_operator_api::ComponentIdentity {
@@ -396,18 +505,12 @@ impl LoadedComponent {
         }
     }
 
-    async fn instantiate(
-        &self,
-        call: CallContext,
-        guest_limit: Duration,
-    ) -> Result<(Instance, Store<StoreState>), CallFailure> {
-        let mut store = self.runtime.new_store(call, guest_limit);
+    async fn instantiate(&self, call: CallContext) -> Result<(Instance, Store<StoreState>), CallFailure> {
+        let mut store = self.runtime.new_store(call, &self.limits);
         match self.pre.instance_pre().instantiate_async(&mut store).await {
             Ok(instance) => Ok((instance, store)),
-            Err(error) => Err(
-                classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes)
-                    .unwrap_or_else(|| CallFailure::Instantiate(format!("{error:#}"))),
-            ),
+            Err(error) => Err(classify(&store, &error, self.limits.memory_bytes)
+                .unwrap_or_else(|| CallFailure::Instantiate(format!("{error:#}")))),
         }
     }
 
@@ -418,7 +521,7 @@ impl LoadedComponent {
             tracing::debug!(component = %self.label(), resource = %state.call.resource, stderr = %stderr, "component wrote to stderr");
         }
         let result = result.map_err(|error| {
-            classify(&store, &error, self.runtime.settings.engine.memory_limit_bytes).unwrap_or_else(|| {
+            classify(&store, &error, self.limits.memory_bytes).unwrap_or_else(|| {
                 // The trap itself, not wasmtime's backtrace; the guest's own
                 // last words first when it left any: std's panic message on
                 // stderr (wasip2 builds without the SDK's hook), else the last
@@ -448,7 +551,7 @@ impl LoadedComponent {
 
     /// Calls `describe` in a fresh store.
     pub async fn describe(&self, call: CallContext) -> Result<Description, CallFailure> {
-        let (instance, mut store) = self.instantiate(call, self.runtime.settings.guest_time_limit).await?;
+        let (instance, mut store) = self.instantiate(call).await?;
         let result = v0_1::describe(&self.exports, &instance, &mut store).await;
         self.finish(store, result).result
     }
@@ -459,7 +562,7 @@ impl LoadedComponent {
         call: CallContext,
         request: &ReconcileRequest,
     ) -> Called<Result<ReconcileResponse, ReconcileError>> {
-        let (instance, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+        let (instance, mut store) = match self.instantiate(call).await {
             Ok(instance) => instance,
             Err(failure) => {
                 return Called {
@@ -478,7 +581,7 @@ impl LoadedComponent {
         call: CallContext,
         request: &ReconcileRequest,
     ) -> Called<Result<FinalizeResponse, ReconcileError>> {
-        let (instance, mut store) = match self.instantiate(call, self.runtime.settings.guest_time_limit).await {
+        let (instance, mut store) = match self.instantiate(call).await {
             Ok(instance) => instance,
             Err(failure) => {
                 return Called {

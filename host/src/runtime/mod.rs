@@ -12,7 +12,7 @@ mod wasi;
 mod wit_v0_1;
 
 pub use component::{
-    CallFailure, Called, LoadError, LoadedComponent, Runtime, RuntimeSettings, default_child_kinds,
+    CallFailure, CallLimits, Called, LoadError, LoadedComponent, Policy, Runtime, RuntimeSettings, default_child_kinds,
     default_related_kinds,
 };
 pub mod registry;

@@ -1,6 +1,8 @@
-//! A second version of the realm component, for the hot-swap test: the
-//! shipped reconciler with another version number and one extra realm
-//! attribute, so the new version's behaviour is visible in Keycloak.
+//! A second version of the realm component, for the hot-swap and delivery
+//! tests: the shipped reconciler with another version number and one extra
+//! realm attribute, so the new version's behaviour is visible in Keycloak.
+//! It also asks for `read-secrets` (which it does not use), so that a
+//! declaration granting only what version 1 needs refuses it.
 
 // The shipped reconciler's source, compiled into this crate (a dependency on
 // the realm crate would export its world twice once Cargo unifies features).
@@ -8,7 +10,7 @@
 #[allow(dead_code)]
 mod realm_component;
 
-use keycloak_operator_sdk::{Description, Finalized, ReconcileError, Reconciler, Request, Response};
+use keycloak_operator_sdk::{Capability, Description, Finalized, ReconcileError, Reconciler, Request, Response};
 use realm_component::Options;
 
 const V2: Options = Options {
@@ -20,7 +22,9 @@ struct RealmV2;
 
 impl Reconciler for RealmV2 {
     fn describe() -> Description {
-        realm_component::describe(&V2)
+        let mut description = realm_component::describe(&V2);
+        description.capabilities.push(Capability::ReadSecrets);
+        description
     }
 
     fn reconcile(request: Request) -> Result<Response, ReconcileError> {

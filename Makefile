@@ -49,7 +49,7 @@ crds: ## regenerate crds/ (and the Helm chart's copy) from the Rust types in api
 	$(CARGO) run --release -p keycloak-operator -- crds --out crds --out charts/keycloak-operator/files/crds
 
 .PHONY: bench
-bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms and 300 clients against the real Keycloak
+bench: build testbed-up ## benchmarks: host overhead per reconcile, component pull/compile/swap/start, 200 realms and 300 clients
 	@# The noop built for wasm32-wasip2 too, when that target is installed: the
 	@# overhead bench compares it with the components' own target.
 	if [ "$(WASM_TARGET)" != wasm32-wasip2 ] && [ -d "$$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2/lib" ]; then \
@@ -57,6 +57,8 @@ bench: build testbed-up ## benchmarks: host overhead per reconcile, 200 realms a
 	  mkdir -p $(COMPONENT_DIR)/wasip2 && cp -f $(TARGET_DIR)/wasm32-wasip2/component/noop_component.wasm $(COMPONENT_DIR)/wasip2/; \
 	fi
 	$(CARGO) bench -p keycloak-operator --bench overhead
+	$(CARGO) bench -p keycloak-operator --bench pull
+	$(CARGO) bench -p keycloak-operator-e2e --bench delivery
 	$(CARGO) bench -p keycloak-operator-e2e --bench realms
 	$(CARGO) bench -p keycloak-operator-e2e --bench clients
 

@@ -322,5 +322,7 @@ pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             all.then(|| value.parse::<f64>().ok()).flatten()
         })
-        .sum()
+        // Adding 0.0 turns the empty sum's -0.0 into 0.
+        .sum::<f64>()
+        + 0.0
 }

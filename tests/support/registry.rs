@@ -2,6 +2,7 @@
 //! own `component push`, stopping and starting the registry, and a
 //! registry that lies about what a digest holds.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -21,14 +22,15 @@ pub fn oci_registry() -> Result<String> {
 /// `keycloak-operator component push`; returns the reference it prints,
 /// pinned by digest.
 pub async fn push(component: Component, repository: &str, tag: &str) -> Result<String> {
-    push_to(&oci_registry()?, component, repository, tag).await
+    push_file(&component.built(), repository, tag).await
 }
 
-/// Publishes to another registry (the lying one, say).
-pub async fn push_to(registry: &str, component: Component, repository: &str, tag: &str) -> Result<String> {
+/// Publishes a component file (a variant made by a test, say).
+pub async fn push_file(file: &Path, repository: &str, tag: &str) -> Result<String> {
+    let registry = oci_registry()?;
     let output = tokio::process::Command::new(binary())
         .args(["component", "push", "--insecure"])
-        .arg(component.built())
+        .arg(file)
         .arg(format!("{registry}/{repository}:{tag}"))
         .output()
         .await

@@ -22,7 +22,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: testbed-up testbed-down testbed-status testbed-clean
-testbed-up: ## start the local test bed (real etcd, kube-apiserver, controller manager, PostgreSQL, Keycloak)
+testbed-up: setup ## start the local test bed (real etcd, kube-apiserver, controller manager, PostgreSQL, Keycloak)
 	@$(TESTBED) up
 testbed-down: ## stop every process of the test bed
 	@$(TESTBED) down
@@ -31,14 +31,20 @@ testbed-status: ## show what the test bed runs, where, with versions
 testbed-clean: ## stop the test bed and delete its data (.testbed/); the cache stays
 	@$(TESTBED) clean
 
-.PHONY: components build
-components: ## build the reconciler components into target/components/
+.PHONY: setup
+setup: ## install what this machine lacks (Debian packages, Rust targets); quick when all is there
+	@scripts/prerequisites --quiet
+
+.PHONY: components build image
+components: setup ## build the reconciler components into target/components/
 	$(CARGO) build --profile component --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 	@mkdir -p $(COMPONENT_DIR)
 	@for c in $(subst -,_,$(COMPONENTS) $(TEST_COMPONENTS)); do cp -f $(TARGET_DIR)/$(WASM_TARGET)/component/$$c.wasm $(COMPONENT_DIR)/; done
 	@echo "components ($(WASM_TARGET)) in $(COMPONENT_DIR)/"
 build: components ## build the host and the components
 	$(CARGO) build --release --workspace
+image: build testbed-up ## the operator's image, built without a container runtime and pushed to the bed's registry
+	source .testbed/env && CRANE=$$TESTBED_CRANE image/build $$OCI_REGISTRY/keycloak-operator:dev
 
 .PHONY: demo
 demo: build testbed-up ## the quickstart: test bed, CRDs, operator, examples/quickstart/, Ready, the realm in Keycloak

@@ -204,6 +204,25 @@ impl Metrics {
         }
     }
 
+    /// Creates every series of a kind at zero when its controller starts, so
+    /// that dashboards show the kind and alerts on increases see the first
+    /// one (Prometheus has no sample before a series' first value).
+    pub fn init_kind(&self, kind: &str) {
+        for result in ["ready", "progressing", "retrying", "stalled"] {
+            self.reconciles.with_label_values(&[kind, result]);
+        }
+        self.reconcile_duration.with_label_values(&[kind]);
+        self.reconcile_keycloak_duration.with_label_values(&[kind]);
+        self.drift_corrections.with_label_values(&[kind]);
+        for result in ["loaded", "failed"] {
+            self.component_loads.with_label_values(&[kind, result]);
+        }
+        for result in ["swapped", "rejected"] {
+            self.component_swaps.with_label_values(&[kind, result]);
+        }
+        self.queue_depth.with_label_values(&[kind]).set(0);
+    }
+
     /// The route label for a template, bounded in number.
     pub fn route_label(&self, template: &str) -> String {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());

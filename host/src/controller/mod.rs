@@ -115,6 +115,7 @@ impl KindController {
             kind: description.kind.clone(),
             plural: description.plural.clone(),
         };
+        shared.metrics.init_kind(&kind);
         let watches = cancel.child_token();
         let parent = Informer::spawn(
             shared.client.clone(),

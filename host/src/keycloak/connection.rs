@@ -67,6 +67,11 @@ impl Connection {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.circuit_state.with_label_values(&[&key]).set(0);
+        // Every series from the start at zero, so that a rate or an alert
+        // sees the first transition.
+        for state in ["closed", "half-open", "open"] {
+            metrics.circuit_transitions.with_label_values(&[&key, state]);
+        }
         Connection {
             circuit: CircuitBreaker::new(settings.circuit),
             limiter: RateLimiter::new(settings.rate_limit, settings.burst),

@@ -70,6 +70,8 @@ bench: build testbed-up ## benchmarks: host overhead per reconcile, component pu
 
 .PHONY: test
 test: build testbed-up ## run every test (unit and end-to-end, against the test bed)
+	@# The release the chart's upgrade test starts from (cached after the first run).
+	source .testbed/env && tests/chart/previous-release
 	source .testbed/env && $(CARGO) test --release --workspace
 	tests/testbed/selftest
 

@@ -69,19 +69,7 @@ async fn a_cloudnativepg_cluster_is_wired_through_its_secret_and_service() -> Re
     let client = kube_client().await?;
     install_crds(&client).await?;
     // Given CloudNativePG's real Cluster CRD (no CNPG controller runs)
-    let crd_file = std::path::PathBuf::from(keycloak_operator_e2e::managed::bed_var("TESTBED_CNPG_CRDS")?)
-        .join("postgresql.cnpg.io_clusters.yaml");
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(&crd_file)?)?;
-    Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
-        client.clone(),
-    )
-    .patch(
-        "clusters.postgresql.cnpg.io",
-        &PatchParams::apply("e2e-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await?;
+    keycloak_operator_e2e::managed::install_cnpg_crd(&client).await?;
     let ns = TestNamespace::create(&client, "managed-cnpg").await?;
     let ns = ns.name();
     // And a Cluster with the Secret and Service CloudNativePG makes for it

@@ -1,7 +1,10 @@
 //! Support code shared by the end-to-end tests.
 
 pub mod bench;
+pub mod chart;
+pub mod kubelet;
 pub mod managed;
+pub mod netns;
 pub mod operator;
 pub mod proxy;
 pub mod registry;

@@ -400,3 +400,18 @@ pub fn managed_options(ns: &str, overrides: &[(String, String)]) -> crate::opera
     }
     options
 }
+
+/// Installs CloudNativePG's real `Cluster` CRD (no CNPG controller runs).
+pub async fn install_cnpg_crd(client: &Client) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd_file = PathBuf::from(bed_var("TESTBED_CNPG_CRDS")?).join("postgresql.cnpg.io_clusters.yaml");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&crd_file)?)?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .patch(
+            "clusters.postgresql.cnpg.io",
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    Ok(())
+}

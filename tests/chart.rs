@@ -735,9 +735,17 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
                     .as_deref()
                     == Some(new_image.as_str())
             });
+        let new_pods: BTreeSet<String> = listed.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
         let mut leader = None;
         if all_new {
-            for pod in release.kubelet.pods().await {
+            // Only the new pods: an old one may still be stopping.
+            for pod in release
+                .kubelet
+                .pods()
+                .await
+                .into_iter()
+                .filter(|p| new_pods.contains(&p.name))
+            {
                 let Some(url) = &pod.metrics else { continue };
                 let Ok(response) = http_client().get(format!("{url}/metrics")).send().await else {
                     continue;

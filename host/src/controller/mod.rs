@@ -127,6 +127,14 @@ impl KindController {
         );
         let child_caches = shared.children.ensure(&description.child_kinds);
         let related_caches = shared.children.ensure(&description.related_kinds);
+        // Every cache a reconcile reads: until each has listed its objects, a
+        // reference looks missing and a child looks absent. A new leader
+        // that reconciled before would report ReferenceNotFound, or create
+        // a child that exists.
+        let mut caches: Vec<Arc<Informer>> = vec![parent.clone()];
+        caches.extend(child_caches.iter().chain(&related_caches).map(|(_, i)| i.clone()));
+        let refs = &shared.references;
+        caches.extend([refs.keycloaks.clone(), refs.realms.clone(), refs.namespaces.clone()]);
         let controller = Arc::new(KindController {
             kind,
             slot,
@@ -137,6 +145,18 @@ impl KindController {
             shared,
         });
         let handle = tokio::spawn(async move {
+            let synced = async {
+                for cache in &caches {
+                    cache.wait_synced().await;
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    watches.cancel();
+                    return;
+                }
+                _ = synced => {}
+            }
             let mut feeders = JoinSet::new();
             feeders.spawn(controller.clone().feed_from_parents());
             feeders.spawn(controller.clone().feed_from_swaps(registry));

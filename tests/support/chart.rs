@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use anyhow::{Context, Result, bail};
 use kube::Client;
+use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::kubelet::Kubelet;
@@ -205,5 +208,198 @@ impl Drop for Release {
             }
         })
         .join();
+    }
+}
+
+/// The documents of a YAML stream, empty ones left out.
+pub fn documents(yaml: &str) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(doc)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+/// The quickstart (examples/quickstart/) placed in `namespace`, its realm
+/// under a name of its own.
+pub fn quickstart(namespace: &str, realm_name: &str) -> Result<Vec<Value>> {
+    let mut objects = Vec::new();
+    for file in ["client.yaml", "realm.yaml", "keycloak.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("examples/quickstart").join(file))?
+            .replace("${KEYCLOAK_URL}", &crate::testbed::testbed().keycloak_url);
+        for mut doc in documents(&text)? {
+            doc["metadata"]["namespace"] = json!(namespace);
+            if doc["kind"] == "KeycloakRealm" {
+                doc["spec"]["realmName"] = json!(realm_name);
+            }
+            objects.push(doc);
+        }
+    }
+    Ok(objects)
+}
+
+/// Every metric name a PromQL expression reads.
+pub fn metric_names(expression: &str) -> BTreeSet<String> {
+    let keywords = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+    ];
+    // Aggregations may be written `sum by (kind) (...)`: not followed by `(`.
+    let aggregations = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    // Label matchers, strings, ranges and label lists name no metric.
+    let mut text = String::new();
+    let mut depth = 0;
+    for c in expression.chars() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            _ if depth == 0 => text.push(c),
+            _ => {}
+        }
+    }
+    let mut names = BTreeSet::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut skip_list = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let rest: String = chars[i..].iter().collect();
+            let called = rest.trim_start().starts_with('(');
+            if keywords.contains(&word.as_str()) {
+                skip_list = called;
+            } else if !called && !skip_list && !aggregations.contains(&word.as_str()) {
+                names.insert(word);
+            }
+            continue;
+        }
+        if c.is_ascii_digit() {
+            // A number or a duration (`5m`): no name.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            continue;
+        }
+        if c == ')' {
+            skip_list = false;
+        }
+        if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    names
+}
+
+/// Every PromQL expression of a dashboard or a rules file (and the metric
+/// of each `label_values(...)` query).
+pub fn expressions(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                match (key.as_str(), field) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    ("query" | "definition", Value::String(q)) if q.starts_with("label_values(") => {
+                        // label_values(metric, label): only the metric
+                        let inner = q.trim_start_matches("label_values(");
+                        out.push(inner.split(',').next().unwrap_or_default().to_owned());
+                    }
+                    _ => expressions(field, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| expressions(i, out)),
+        _ => {}
+    }
+}
+
+/// Records every moment a resource is not Ready, until stopped: for
+/// "nothing went un-Ready while ..." checks.
+pub struct ReadyWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Result<Vec<String>>>,
+}
+
+impl ReadyWatch {
+    /// Starts watching `resources` (kind and name) in `namespace`, four times
+    /// a second.
+    pub fn start(client: &Client, namespace: &str, resources: &[(kube::api::ApiResource, &str)]) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (client, ns, flag) = (client.clone(), namespace.to_owned(), stop.clone());
+        let resources: Vec<(kube::api::ApiResource, String)> =
+            resources.iter().map(|(k, n)| (k.clone(), (*n).to_owned())).collect();
+        let task = tokio::spawn(async move {
+            let mut not_ready = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for (kind, name) in &resources {
+                    let object = crate::resources::get(&client, kind, &ns, name)
+                        .await?
+                        .unwrap_or_default();
+                    let ready = crate::resources::condition(&object, "Ready").is_some_and(|c| c["status"] == "True");
+                    if !ready {
+                        not_ready.push(format!("{} {name}: {}", kind.kind, object["status"]));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(not_ready)
+        });
+        ReadyWatch { stop, task }
+    }
+
+    /// Stops and returns what was seen not Ready.
+    pub async fn stop(self) -> Result<Vec<String>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_read_from_promql() {
+        let names = metric_names(
+            r#"sum by (kind) (rate(keycloak_operator_reconciles_total{result=~"retrying|stalled"}[5m])) / on(kind) group_left max(up{job="x"} offset 5m) > 0.2"#,
+        );
+        let expected: BTreeSet<String> = ["keycloak_operator_reconciles_total", "up"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(names, expected);
     }
 }

@@ -16,6 +16,7 @@ use super::imports::{CallContext, CallStats};
 use super::model::{
     Capability, Description, FinalizeResponse, KeycloakScope, ReconcileError, ReconcileRequest, ReconcileResponse,
 };
+pub use super::policy::{CallLimits, Policy};
 use super::store::{Budget, StoreState};
 use super::wit_v0_1 as v0_1;
 
@@ -162,28 +163,6 @@ pub enum CallFailure {
     Instantiate(String),
 }
 
-/// Limits of one call of a component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallLimits {
-    /// Largest linear memory of one instance, in bytes.
-    pub memory_bytes: usize,
-    /// Computation time of one call, host calls excluded.
-    pub guest_time: Duration,
-    /// Time of one call in all.
-    pub wall_time: Duration,
-}
-
-/// What a component may do: the capabilities granted to it and the limits
-/// of each call. Decided by whoever approved it (the configuration file, or
-/// a `ReconcilerComponent`), never by the component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// Capabilities granted.
-    pub grants: BTreeSet<Capability>,
-    /// Limits of each call.
-    pub limits: CallLimits,
-}
-
 /// The runtime: engine, linker with the host's imports, compile cache.
 pub struct Runtime {
     engine: RuntimeEngine,
@@ -294,25 +273,12 @@ impl Runtime {
     }
 
     fn check_limits(&self, limits: &CallLimits, path: &Path) -> Result<(), LoadError> {
-        let most = self.default_limits();
-        let invalid = |message: String| LoadError::InvalidLimits {
-            path: path.to_owned(),
-            message,
-        };
-        if limits.memory_bytes == 0 || limits.memory_bytes > most.memory_bytes {
-            return Err(invalid(format!(
-                "a memory limit of {} MiB is outside what this host allows (1 to {} MiB, its runtime.memoryLimitMiB)",
-                limits.memory_bytes >> 20,
-                most.memory_bytes >> 20
-            )));
-        }
-        if limits.guest_time.is_zero() || limits.guest_time > limits.wall_time {
-            return Err(invalid(format!(
-                "the computation time limit ({:?}) must be above zero and at most the wall time limit ({:?})",
-                limits.guest_time, limits.wall_time
-            )));
-        }
-        Ok(())
+        limits
+            .check(&self.default_limits())
+            .map_err(|message| LoadError::InvalidLimits {
+                path: path.to_owned(),
+                message,
+            })
     }
 
     fn check(&self, loaded: &LoadedComponent, path: &Path) -> Result<(), LoadError> {

@@ -7,6 +7,7 @@ mod component;
 pub mod engine;
 pub mod imports;
 pub mod model;
+mod policy;
 pub mod store;
 mod wasi;
 mod wit_v0_1;

@@ -1,10 +1,9 @@
-//! The Helm chart, proven on the test bed: it lints, renders in both modes
-//! and passes the API server's own validation; its schema refuses bad
-//! values; its alerts pass promtool; installed with helm, the image it
-//! names runs (started by the kubelet stand-in exactly as the Deployment
-//! says) with the chart's RBAC and nothing more, serves the quickstart, and
-//! exports every metric the dashboard and the alerts use; two replicas elect
-//! one leader and fail over after a SIGKILL.
+//! The Helm chart installed on the test bed: the image it names runs
+//! (started by the kubelet stand-in exactly as the Deployment says) with the
+//! chart's RBAC and nothing more, serves the quickstart and exports every
+//! metric the dashboard and the alerts use; two replicas elect one leader
+//! and fail over after a SIGKILL without a resource going un-Ready; an
+//! upgrade from the previous release changes nothing in Keycloak.
 
 #[path = "client_common.rs"]
 mod client_common;
@@ -16,225 +15,18 @@ use anyhow::{Context, Result, bail};
 use client_common::client_credentials_grant;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use keycloak_operator_e2e::chart::{Release, chart_dir, helm, helm_status, image, kubectl, run};
-use keycloak_operator_e2e::managed::bed_var;
+use keycloak_operator_e2e::chart::{ReadyWatch, Release, chart_dir, expressions, image, metric_names, quickstart};
 use keycloak_operator_e2e::operator::sum_metric;
 use keycloak_operator_e2e::resources::{
     admin_secret, apply, client_kind, delete, install_crds, keycloak_kind, realm_kind, secret_data, wait_gone,
     wait_ready,
 };
 use keycloak_operator_e2e::testbed::{
-    TestNamespace, api_error_code, http_client, kube_client, kube_client_with_token, repo_root, testbed, unique_name,
+    TestNamespace, api_error_code, http_client, kube_client, kube_client_with_token, repo_root, unique_name,
 };
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-
-/// Installs the Prometheus Operator's CRDs (no controller runs) so that the
-/// chart's monitoring objects can be validated by the API server.
-async fn install_monitoring_crds() -> Result<()> {
-    let dir = bed_var("TESTBED_PROMETHEUS_CRDS")?;
-    run(
-        &kubectl()?,
-        &["apply", "--server-side", "--force-conflicts", "-f", &dir],
-        None,
-    )
-    .await?;
-    run(
-        &kubectl()?,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/servicemonitors.monitoring.coreos.com",
-            "crd/prometheusrules.monitoring.coreos.com",
-            "--timeout=60s",
-        ],
-        None,
-    )
-    .await?;
-    Ok(())
-}
-
-fn documents(yaml: &str) -> Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value: Value = serde::Deserialize::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
-}
-
-/// `helm template` into `namespace` with `values`.
-async fn render(namespace: &str, values: &[&str]) -> Result<String> {
-    let chart = chart_dir().display().to_string();
-    let mut args = vec!["template", "kop", chart.as_str(), "--namespace", namespace];
-    for value in values {
-        args.extend(["--set", value]);
-    }
-    helm(&args).await
-}
-
-/// Everything optional turned on, to validate all the chart can render.
-const EVERYTHING: &[&str] = &[
-    "serviceMonitor.enabled=true",
-    "prometheusRule.enabled=true",
-    "grafanaDashboard.enabled=true",
-    "networkPolicy.enabled=true",
-];
-
-#[tokio::test]
-async fn the_chart_lints_renders_in_both_modes_passes_the_api_servers_validation_and_refuses_bad_values() -> Result<()>
-{
-    let client = kube_client().await?;
-    install_crds(&client).await?;
-    install_monitoring_crds().await?;
-    let release = TestNamespace::create(&client, "chart-render").await?;
-    let team_a = TestNamespace::create(&client, "team-a").await?;
-    let team_b = TestNamespace::create(&client, "team-b").await?;
-    let chart = chart_dir().display().to_string();
-
-    // helm lint, both modes
-    helm(&["lint", "--strict", &chart]).await?;
-    let watched = format!("watchNamespaces={{{},{}}}", team_a.name(), team_b.name());
-    helm(&["lint", "--strict", &chart, "--set", &watched]).await?;
-
-    // Both modes render and the API server accepts every object (server-side dry run)
-    for namespaced in [false, true] {
-        let mut values: Vec<&str> = EVERYTHING.to_vec();
-        if namespaced {
-            values.push(&watched);
-        }
-        let rendered = render(release.name(), &values).await?;
-        let docs = documents(&rendered)?;
-        let kinds: BTreeSet<String> = docs
-            .iter()
-            .filter_map(|d| d["kind"].as_str().map(str::to_owned))
-            .collect();
-        for kind in [
-            "Deployment",
-            "ConfigMap",
-            "ServiceAccount",
-            "Service",
-            "ServiceMonitor",
-            "PrometheusRule",
-            "NetworkPolicy",
-            "PodDisruptionBudget",
-            "CustomResourceDefinition",
-            "ClusterRole",
-        ] {
-            assert!(
-                kinds.contains(kind),
-                "namespaced={namespaced}: no {kind} rendered ({kinds:?})"
-            );
-        }
-        run(
-            &kubectl()?,
-            &[
-                "apply",
-                "--server-side",
-                "--dry-run=server",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            Some(&rendered),
-        )
-        .await
-        .with_context(|| format!("server-side dry run, namespaced={namespaced}"))?;
-
-        // In namespaced mode no cluster-wide rule names Secrets, and Roles exist only
-        // in the watched namespaces and the release's own
-        if namespaced {
-            for doc in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
-                let rules = doc["rules"].as_array().cloned().unwrap_or_default();
-                assert!(
-                    rules.iter().all(|r| !r["resources"].to_string().contains("secrets")),
-                    "a ClusterRole grants Secrets in namespaced mode: {doc}"
-                );
-            }
-            let role_namespaces: BTreeSet<&str> = docs
-                .iter()
-                .filter(|d| d["kind"] == "Role")
-                .filter_map(|d| d["metadata"]["namespace"].as_str())
-                .collect();
-            let expected: BTreeSet<&str> = [release.name(), team_a.name(), team_b.name()].into();
-            assert_eq!(role_namespaces, expected);
-        }
-    }
-
-    // The rendered configuration is one the operator accepts
-    let rendered = render(release.name(), &[]).await?;
-    let config = documents(&rendered)?
-        .into_iter()
-        .find(|d| d["kind"] == "ConfigMap")
-        .and_then(|d| d["data"]["config.yaml"].as_str().map(str::to_owned))
-        .context("no configuration rendered")?;
-    assert!(config.contains("/usr/lib/keycloak-operator/components/realm_component.wasm"));
-
-    // The schema refuses a wrong type, an unknown key and a malformed duration, saying which
-    for (value, expected) in [
-        ("replicaCount=two", "replicaCount"),
-        ("nosuchkey=1", "nosuchkey"),
-        ("config.resyncPeriod=soon", "resyncPeriod"),
-        ("image.pullPolicy=Sometimes", "pullPolicy"),
-    ] {
-        let (ok, _, stderr) = helm_status(&["template", "kop", &chart, "--set", value]).await?;
-        assert!(!ok, "{value} was accepted");
-        assert!(
-            stderr.contains("values don't meet the specifications of the schema"),
-            "{value}: {stderr}"
-        );
-        assert!(stderr.contains(expected), "{value}: {stderr}");
-    }
-    Ok(())
-}
-
-#[tokio::test]
-async fn every_alert_passes_promtool_has_a_unit_test_and_a_runbook() -> Result<()> {
-    let helm_binary = bed_var("TESTBED_HELM")?;
-    let script = repo_root().join("tests/chart/render-rules");
-    let output = tokio::process::Command::new(&script)
-        .arg("--check")
-        .env("HELM", &helm_binary)
-        .output()
-        .await?;
-    assert!(
-        output.status.success(),
-        "tests/chart/rules.yaml is stale: run tests/chart/render-rules\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rules = repo_root().join("tests/chart/rules.yaml");
-    let tests = repo_root().join("tests/chart/alerts.test.yaml");
-    run("promtool", &["check", "rules", &rules.display().to_string()], None).await?;
-    run("promtool", &["test", "rules", &tests.display().to_string()], None).await?;
-
-    let rules: Value = serde_yaml::from_str(&std::fs::read_to_string(&rules)?)?;
-    let unit_tests = std::fs::read_to_string(&tests)?;
-    let alerts: Vec<Value> = rules["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["alert"].is_string())
-        .collect();
-    assert!(alerts.len() >= 8, "only {} alerts", alerts.len());
-    for alert in alerts {
-        let name = alert["alert"].as_str().unwrap_or_default();
-        assert!(
-            unit_tests.contains(&format!("alertname: {name}")),
-            "{name} has no promtool unit test"
-        );
-        let url = alert["annotations"]["runbook_url"].as_str().unwrap_or_default();
-        let page = url.rsplit("/docs/runbooks/").next().unwrap_or_default();
-        assert!(
-            url.contains("/docs/runbooks/") && repo_root().join("docs/runbooks").join(page).exists(),
-            "{name}: runbook_url {url:?} does not name a page in docs/runbooks/"
-        );
-    }
-    Ok(())
-}
 
 /// The `--set` values of a release of the working tree's image.
 async fn image_values() -> Result<Vec<String>> {
@@ -250,125 +42,38 @@ async fn image_values() -> Result<Vec<String>> {
     ])
 }
 
-/// The quickstart (examples/quickstart/) placed in `namespace`, its realm
-/// under a name of its own.
-fn quickstart(namespace: &str, realm_name: &str) -> Result<Vec<Value>> {
-    let mut objects = Vec::new();
-    for file in ["client.yaml", "realm.yaml", "keycloak.yaml"] {
-        let text = std::fs::read_to_string(repo_root().join("examples/quickstart").join(file))?
-            .replace("${KEYCLOAK_URL}", &testbed().keycloak_url);
-        for mut doc in documents(&text)? {
-            doc["metadata"]["namespace"] = json!(namespace);
-            if doc["kind"] == "KeycloakRealm" {
-                doc["spec"]["realmName"] = json!(realm_name);
-            }
-            objects.push(doc);
-        }
+/// Applies objects of the operator's kinds, as a GitOps tool would.
+async fn apply_objects(client: &Client, namespace: &str, objects: Vec<Value>) -> Result<()> {
+    for object in objects {
+        let kind = match object["kind"].as_str() {
+            Some("Keycloak") => keycloak_kind(),
+            Some("KeycloakRealm") => realm_kind(),
+            _ => client_kind(),
+        };
+        apply(client, &kind, namespace, object).await?;
     }
-    Ok(objects)
+    Ok(())
 }
 
-/// Every metric name a PromQL expression reads.
-fn metric_names(expression: &str) -> BTreeSet<String> {
-    let keywords = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-    ];
-    // Aggregations may be written `sum by (kind) (...)`: not followed by `(`.
-    let aggregations = [
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "group",
-        "stddev",
-        "stdvar",
-        "count",
-        "count_values",
-        "bottomk",
-        "topk",
-        "quantile",
-    ];
-    // Label matchers, strings, ranges and label lists name no metric.
-    let mut text = String::new();
-    let mut depth = 0;
-    for c in expression.chars() {
-        match c {
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            _ if depth == 0 => text.push(c),
-            _ => {}
-        }
+/// Deletes the quickstart's clients and realm and waits until the realm is
+/// gone from Keycloak (the operator must still run).
+async fn delete_quickstart(client: &Client, namespace: &str, clients: &[&str]) -> Result<()> {
+    for name in clients {
+        delete(client, &client_kind(), namespace, name).await?;
     }
-    let mut names = BTreeSet::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    let mut skip_list = false;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_ascii_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let rest: String = chars[i..].iter().collect();
-            let called = rest.trim_start().starts_with('(');
-            if keywords.contains(&word.as_str()) {
-                skip_list = called;
-            } else if !called && !skip_list && !aggregations.contains(&word.as_str()) {
-                names.insert(word);
-            }
-            continue;
-        }
-        if c.is_ascii_digit() {
-            // A number or a duration (`5m`): no name.
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            continue;
-        }
-        if c == ')' {
-            skip_list = false;
-        }
-        if c == '"' {
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                i += 1;
-            }
-        }
-        i += 1;
-    }
-    names
+    delete(client, &realm_kind(), namespace, "shop").await?;
+    wait_gone(client, &realm_kind(), namespace, "shop", Duration::from_secs(90)).await
 }
 
-fn expressions(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields {
-                match (key.as_str(), field) {
-                    ("expr", Value::String(e)) => out.push(e.clone()),
-                    ("query" | "definition", Value::String(q)) if q.starts_with("label_values(") => {
-                        // label_values(metric, label): only the metric
-                        let inner = q.trim_start_matches("label_values(");
-                        out.push(inner.split(',').next().unwrap_or_default().to_owned());
-                    }
-                    _ => expressions(field, out),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| expressions(i, out)),
-        _ => {}
-    }
+/// Whether `metrics` show at least `n` reconciles of each kind.
+fn reconciled_each_kind(metrics: &str, kinds: &[(&str, f64)]) -> bool {
+    kinds.iter().all(|(kind, n)| {
+        sum_metric(
+            metrics,
+            "keycloak_operator_reconciles_total",
+            &[("kind", &format!("keycloak.wasmop.dev/{kind}"))],
+        ) >= *n
+    })
 }
 
 async fn token_for(client: &Client, namespace: &str, account: &str) -> Result<String> {
@@ -401,14 +106,7 @@ async fn installed_with_helm_in_namespaced_mode_the_image_serves_the_quickstart_
     // When the quickstart is applied, in the order a GitOps tool may pick
     admin_secret(&client, app.name(), "sso-admin").await?;
     let realm_name = unique_name("chart-shop");
-    for object in quickstart(app.name(), &realm_name)? {
-        let kind = match object["kind"].as_str() {
-            Some("Keycloak") => keycloak_kind(),
-            Some("KeycloakRealm") => realm_kind(),
-            _ => client_kind(),
-        };
-        apply(&client, &kind, app.name(), object).await?;
-    }
+    apply_objects(&client, app.name(), quickstart(app.name(), &realm_name)?).await?;
     // Then the Keycloak, the realm and the client are Ready, served by the image's components
     wait_ready(&client, &keycloak_kind(), app.name(), "sso").await?;
     let realm = wait_ready(&client, &realm_kind(), app.name(), "shop").await?;
@@ -474,10 +172,7 @@ async fn installed_with_helm_in_namespaced_mode_the_image_serves_the_quickstart_
     assert!(names.len() >= 10, "only {names:?}");
 
     // The realm goes with its resource while the operator still runs
-    delete(&client, &client_kind(), app.name(), "shop-backend").await?;
-    delete(&client, &realm_kind(), app.name(), "shop").await?;
-    wait_gone(&client, &realm_kind(), app.name(), "shop", Duration::from_secs(90)).await?;
-    Ok(())
+    delete_quickstart(&client, app.name(), &["shop-backend"]).await
 }
 
 #[tokio::test]
@@ -525,6 +220,19 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_after_a_sigkill(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
+    // Given the quickstart Ready under that leader
+    admin_secret(&client, app.name(), "sso-admin").await?;
+    apply_objects(&client, app.name(), quickstart(app.name(), &unique_name("failover"))?).await?;
+    let resources = [
+        (keycloak_kind(), "sso"),
+        (realm_kind(), "shop"),
+        (client_kind(), "shop-backend"),
+    ];
+    for (kind, name) in &resources {
+        wait_ready(&client, kind, app.name(), name).await?;
+    }
+    let watch = ReadyWatch::start(&client, app.name(), &resources);
+
     // When the leader's container is killed, and stays down (its node died)
     let killed = Instant::now();
     release.kubelet.kill_and_hold(&leader).await?;
@@ -542,14 +250,38 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_after_a_sigkill(
     let took = killed.elapsed();
     eprintln!("{successor} took over {took:?} after {leader} was killed");
     assert!(took < Duration::from_secs(12), "took {took:?}");
-    // And the successor reconciles: a Keycloak applied now becomes Ready
-    admin_secret(&client, app.name(), "sso-admin").await?;
-    for object in quickstart(app.name(), &unique_name("failover"))? {
-        if object["kind"] == "Keycloak" {
-            apply(&client, &keycloak_kind(), app.name(), object).await?;
+    // And the successor reconciles every resource from its own caches, and
+    // none of them goes un-Ready on the way (a leader that reconciled before
+    // its caches were synced found realms "missing")
+    let successor_metrics = release
+        .kubelet
+        .pods()
+        .await
+        .into_iter()
+        .find(|p| p.name == successor)
+        .and_then(|p| p.metrics)
+        .context("the successor has no metrics port")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = http_client()
+            .get(format!("{successor_metrics}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if reconciled_each_kind(
+            &text,
+            &[("Keycloak", 1.0), ("KeycloakRealm", 1.0), ("KeycloakClient", 1.0)],
+        ) {
+            break;
         }
+        if Instant::now() > deadline {
+            bail!("the successor did not reconcile every resource within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    wait_ready(&client, &keycloak_kind(), app.name(), "sso").await?;
+    let not_ready = watch.stop().await?;
+    assert!(not_ready.is_empty(), "not Ready during the failover: {not_ready:?}");
     // And once its node is back, the killed container is restarted and follows
     release.kubelet.release(&leader).await;
     let restarted = Instant::now();
@@ -567,19 +299,7 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_after_a_sigkill(
     assert!(pods.iter().any(|p| p.name == leader && p.restarts >= 1), "{pods:?}");
     let leading = leaders(pods).await;
     assert_eq!(leading, vec![successor], "one leader after the restart");
-    Ok(())
-}
-
-#[test]
-fn metric_names_are_read_from_promql() {
-    let names = metric_names(
-        r#"sum by (kind) (rate(keycloak_operator_reconciles_total{result=~"retrying|stalled"}[5m])) / on(kind) group_left max(up{job="x"} offset 5m) > 0.2"#,
-    );
-    let expected: BTreeSet<String> = ["keycloak_operator_reconciles_total", "up"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    assert_eq!(names, expected);
+    delete_quickstart(&client, app.name(), &["shop-backend"]).await
 }
 
 /// What tests/chart/previous-release built: the chart and image of the
@@ -664,14 +384,7 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
     second["spec"]["credentials"]["secretName"] = json!("shop-frontend-credentials");
     second["spec"]["oidc"]["serviceAccountRoles"] = json!({});
     objects.push(second);
-    for object in objects {
-        let kind = match object["kind"].as_str() {
-            Some("Keycloak") => keycloak_kind(),
-            Some("KeycloakRealm") => realm_kind(),
-            _ => client_kind(),
-        };
-        apply(&client, &kind, app.name(), object).await?;
-    }
+    apply_objects(&client, app.name(), objects).await?;
     let resources = [
         (keycloak_kind(), "sso"),
         (realm_kind(), "shop"),
@@ -689,28 +402,7 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
 
     // When the release is upgraded to this tree's chart and image, while
     // somebody watches every resource's Ready condition
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watching = {
-        let (client, ns, stop) = (client.clone(), app.name().to_owned(), stop.clone());
-        let resources = resources.clone();
-        tokio::spawn(async move {
-            let mut not_ready = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for (kind, name) in &resources {
-                    let object = keycloak_operator_e2e::resources::get(&client, kind, &ns, name)
-                        .await?
-                        .unwrap_or_default();
-                    let ready = keycloak_operator_e2e::resources::condition(&object, "Ready")
-                        .is_some_and(|c| c["status"] == "True");
-                    if !ready {
-                        not_ready.push(format!("{} {name}: {}", kind.kind, object["status"]));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            anyhow::Ok(not_ready)
-        })
-    };
+    let watch = ReadyWatch::start(&client, app.name(), &resources);
     let (repository, digest) = image().await?;
     let mut values = common(vec![
         format!("image.repository={repository}"),
@@ -752,15 +444,10 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
                 };
                 let text = response.text().await.unwrap_or_default();
                 // Each resource reconciled at least once by this process.
-                let reconciled = [("Keycloak", 1.0), ("KeycloakRealm", 1.0), ("KeycloakClient", 2.0)]
-                    .iter()
-                    .all(|(k, n)| {
-                        sum_metric(
-                            &text,
-                            "keycloak_operator_reconciles_total",
-                            &[("kind", &format!("keycloak.wasmop.dev/{k}"))],
-                        ) >= *n
-                    });
+                let reconciled = reconciled_each_kind(
+                    &text,
+                    &[("Keycloak", 1.0), ("KeycloakRealm", 1.0), ("KeycloakClient", 2.0)],
+                );
                 if sum_metric(&text, "keycloak_operator_leader", &[]) == 1.0 && reconciled {
                     leader = Some(text);
                 }
@@ -776,8 +463,7 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
     };
     assert_eq!(writes(&leader_metrics), 0.0, "the upgrade alone caused Keycloak writes");
     // And nothing went un-Ready on the way
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let not_ready = watching.await??;
+    let not_ready = watch.stop().await?;
     assert!(not_ready.is_empty(), "not Ready during the upgrade: {not_ready:?}");
     // And the credentials Secrets keep their values
     let secrets_after = [
@@ -787,10 +473,5 @@ async fn an_upgrade_from_the_previous_release_keeps_everything_ready_and_writes_
     assert_eq!(secrets_before, secrets_after, "credentials changed across the upgrade");
 
     // The realm goes with its resource while the operator still runs
-    for name in ["shop-backend", "shop-frontend"] {
-        delete(&client, &client_kind(), app.name(), name).await?;
-    }
-    delete(&client, &realm_kind(), app.name(), "shop").await?;
-    wait_gone(&client, &realm_kind(), app.name(), "shop", Duration::from_secs(90)).await?;
-    Ok(())
+    delete_quickstart(&client, app.name(), &["shop-backend", "shop-frontend"]).await
 }

@@ -8,43 +8,36 @@
 //! fails a check never replaces the one serving. A rollback to the version
 //! replaced is a swap of what is still loaded: no registry needed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+mod loader;
+mod report;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use keycloak_operator_api::{
-    CandidateStatus, ComponentLimits, ComponentVersion, Grant, ReconcilerComponent, RolloutMode, component_reasons,
-};
+use keycloak_operator_api::{ReconcilerComponent, component_reasons};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use oci_client::secrets::RegistryAuth;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{broadcast::error::RecvError, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::oci::{OciClient, OciError, PinnedReference, PulledComponent};
-use super::pull_secret::registry_auth;
+use self::loader::{Failure, Loader, load_failure};
+use super::oci::OciClient;
 use super::shadow::ShadowReports;
 use super::store::ArtifactStore;
-use crate::config::duration;
 use crate::controller::FIELD_MANAGER;
 use crate::controller::backoff::Backoff;
 use crate::controller::informer::{Informer, NamespaceScope, ObjectKey};
 use crate::controller::queue::WorkQueue;
-use crate::controller::status::{self, StatusInput, Verdict};
 use crate::metrics::Metrics;
-use crate::runtime::model::{Capability, Condition, Detail};
+use crate::runtime::Policy;
+use crate::runtime::model::Capability;
 use crate::runtime::registry::{Origin, Refresh, Registry, Slot};
-use crate::runtime::{CallLimits, LoadError, LoadedComponent, Policy};
 
 /// How often a declaration's status is refreshed while nothing changes:
 /// the counts of resources reconciled, and a candidate's planned writes.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
-/// Condition type of the candidate's state.
-const CANDIDATE_READY: &str = "CandidateReady";
-
 /// What the controller needs from the operator.
 pub struct DeliverySettings {
     /// The namespace pull Secrets are read from: the operator's own.
@@ -55,34 +48,6 @@ pub struct DeliverySettings {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_cap: Duration,
-}
-
-/// Why a declared version is not serving.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Failure {
-    reason: &'static str,
-    message: String,
-    /// Retried with backoff (a registry down) rather than waiting for a
-    /// change of the spec.
-    transient: bool,
-}
-
-impl Failure {
-    fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    fn transient(reason: &'static str, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-            transient: true,
-        }
-    }
 }
 
 /// What the last look at one declaration found, for its status.
@@ -100,10 +65,7 @@ struct Outcome {
 pub struct Delivery {
     client: Client,
     registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    oci: OciClient,
-    store: ArtifactStore,
-    settings: DeliverySettings,
+    loader: Loader,
     shadow: Arc<ShadowReports>,
     informer: Arc<Informer>,
     queue: WorkQueue,
@@ -117,35 +79,6 @@ pub struct Delivery {
 
 fn resource() -> ApiResource {
     ApiResource::erase::<ReconcilerComponent>(&())
-}
-
-fn capability(grant: Grant) -> Capability {
-    match grant {
-        Grant::KeycloakAdmin => Capability::KeycloakAdmin,
-        Grant::ReadSecrets => Capability::ReadSecrets,
-    }
-}
-
-fn load_failure(error: &LoadError) -> Failure {
-    let message = error.to_string();
-    match error {
-        LoadError::NotGranted { .. } => Failure::stalled(component_reasons::CAPABILITY_NOT_GRANTED, message),
-        LoadError::InvalidDescription { .. } => Failure::stalled(component_reasons::INVALID_COMPONENT, message),
-        LoadError::InvalidLimits { .. } => Failure::stalled(component_reasons::INVALID_LIMITS, message),
-        LoadError::Read { .. } | LoadError::Compile { .. } | LoadError::Link { .. } | LoadError::Describe { .. } => {
-            Failure::stalled(component_reasons::COMPILE_FAILED, message)
-        }
-    }
-}
-
-fn pull_failure(error: &OciError) -> Failure {
-    let message = error.to_string();
-    match error {
-        OciError::Pull { .. } | OciError::Push { .. } => Failure::transient(component_reasons::PULL_FAILED, message),
-        OciError::InvalidReference { .. } => Failure::stalled(component_reasons::PULL_FAILED, message),
-        OciError::DigestMismatch { .. } => Failure::stalled(component_reasons::DIGEST_MISMATCH, message),
-        OciError::NotAComponent { .. } => Failure::stalled(component_reasons::NOT_A_COMPONENT, message),
-    }
 }
 
 impl Delivery {
@@ -171,13 +104,18 @@ impl Delivery {
             cancel.clone(),
         );
         let backoff = Backoff::new(settings.backoff_base, settings.backoff_cap);
-        let delivery = Arc::new(Delivery {
-            client,
-            registry,
+        let loader = Loader {
+            client: client.clone(),
+            registry: registry.clone(),
             metrics,
             oci,
             store,
-            settings,
+            operator_namespace: settings.operator_namespace,
+        };
+        let delivery = Arc::new(Delivery {
+            client,
+            registry,
+            loader,
             shadow,
             informer,
             queue: WorkQueue::new(),
@@ -375,31 +313,12 @@ impl Delivery {
             .min()
     }
 
-    fn policy(&self, limits: &ComponentLimits, grants: &[Grant]) -> Result<Policy, Failure> {
-        let defaults = self.registry.runtime().default_limits();
-        let time = |value: &Option<String>, default: Duration, field: &str| match value {
-            None => Ok(default),
-            Some(text) => duration::parse(text)
-                .map_err(|e| Failure::stalled(component_reasons::INVALID_LIMITS, format!("spec.limits.{field}: {e}"))),
-        };
-        Ok(Policy {
-            grants: grants.iter().copied().map(capability).collect::<BTreeSet<_>>(),
-            limits: CallLimits {
-                memory_bytes: limits
-                    .memory_mib
-                    .map_or(defaults.memory_bytes, |mib| (mib as usize) << 20),
-                guest_time: time(&limits.guest_time_limit, defaults.guest_time, "guestTimeLimit")?,
-                wall_time: time(&limits.wall_time_limit, defaults.wall_time, "wallTimeLimit")?,
-            },
-        })
-    }
-
     /// Makes the declared version serve and the candidate run, as far as
     /// their checks allow.
     async fn converge(&self, name: &str, declaration: &ReconcilerComponent) -> Outcome {
         let spec = &declaration.spec;
         let mut outcome = Outcome::default();
-        let policy = match self.policy(&spec.limits, &spec.grants) {
+        let policy = match self.loader.policy(&spec.limits, &spec.grants) {
             Ok(policy) => policy,
             Err(failure) => {
                 outcome.serving = Some(failure);
@@ -428,6 +347,7 @@ impl Delivery {
             }
             Some(candidate) => {
                 let loaded = self
+                    .loader
                     .load(&spec.kind, &candidate.oci, &policy, spec.pull_secret_name.as_deref())
                     .await;
                 match loaded {
@@ -482,7 +402,7 @@ impl Delivery {
             }
         }
         let oci = origin.oci().unwrap_or_default().to_owned();
-        match self.load(kind, &oci, policy, pull_secret).await {
+        match self.loader.load(kind, &oci, policy, pull_secret).await {
             Ok(component) => {
                 self.registry.declare(component, origin);
                 Ok(())
@@ -515,74 +435,6 @@ impl Delivery {
         }
     }
 
-    /// Pulls (or takes from the store), compiles and checks a version.
-    async fn load(
-        &self,
-        kind: &str,
-        oci: &str,
-        policy: &Policy,
-        pull_secret: Option<&str>,
-    ) -> Result<Arc<LoadedComponent>, Failure> {
-        let pinned = PinnedReference::parse(oci).map_err(|e| pull_failure(&e))?;
-        let pulled = match self.store.get(&pinned.digest) {
-            Some(pulled) => pulled,
-            None => {
-                let pulled = self.pull(&pinned, pull_secret).await?;
-                self.store.put(&pinned.digest, &pulled);
-                pulled
-            }
-        };
-        let component = self
-            .registry
-            .runtime()
-            .load_bytes(&pulled.bytes, Path::new(oci), policy)
-            .await
-            .map_err(|e| load_failure(&e))?;
-        let served = component.description.kind_key();
-        if served != kind {
-            return Err(Failure::stalled(
-                component_reasons::KIND_MISMATCH,
-                format!(
-                    "{oci} serves {served}, not {kind} ({}); a ReconcilerComponent declares one kind",
-                    component.label()
-                ),
-            ));
-        }
-        Ok(Arc::new(component))
-    }
-
-    async fn pull(&self, pinned: &PinnedReference, pull_secret: Option<&str>) -> Result<PulledComponent, Failure> {
-        let auth = match pull_secret {
-            None => RegistryAuth::Anonymous,
-            Some(name) => {
-                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.settings.operator_namespace);
-                let namespace = &self.settings.operator_namespace;
-                let secret = secrets.get_opt(name).await.map_err(|e| {
-                    Failure::transient(
-                        component_reasons::PULL_SECRET_INVALID,
-                        format!("cannot read the pull Secret {namespace}/{name}: {e}"),
-                    )
-                })?;
-                let secret = secret.ok_or_else(|| {
-                    Failure::transient(
-                        component_reasons::PULL_SECRET_INVALID,
-                        format!("the pull Secret {namespace}/{name} does not exist (pull Secrets are read from the operator's namespace only)"),
-                    )
-                })?;
-                registry_auth(&secret, pinned.registry())
-                    .map_err(|m| Failure::stalled(component_reasons::PULL_SECRET_INVALID, m))?
-            }
-        };
-        let started = std::time::Instant::now();
-        let pulled = self.oci.pull(pinned, &auth).await;
-        let result = if pulled.is_ok() { "pulled" } else { "failed" };
-        self.metrics.component_pulls.with_label_values(&[result]).inc();
-        self.metrics
-            .component_pull_duration
-            .observe(started.elapsed().as_secs_f64());
-        pulled.map_err(|e| pull_failure(&e))
-    }
-
     /// Writes the status of a declaration from its last outcome and what
     /// serves its kind.
     async fn publish(&self, object: &DynamicObject, slot: Option<Arc<Slot>>) {
@@ -594,126 +446,8 @@ impl Delivery {
             .get(&name)
             .cloned()
             .unwrap_or_default();
-        let kind = object
-            .data
-            .pointer("/spec/kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let mut fields = Map::new();
-        let mut verdict = None;
-        if let Some(slot) = &slot {
-            let serving = slot.serving();
-            let version = |component: &LoadedComponent, origin: &Origin| ComponentVersion {
-                name: component.description.name.clone(),
-                version: component.description.version.clone(),
-                digest: component.digest.clone(),
-                source: origin.label().to_owned(),
-                resources_reconciled: slot.reconciled_count(&component.digest),
-            };
-            fields.insert("serving".into(), json!(version(&serving.component, &serving.origin)));
-            if let Some(previous) = slot.previous() {
-                fields.insert("previous".into(), json!(version(&previous.component, &previous.origin)));
-            }
-            if let Some(candidate) = slot.candidate() {
-                let summary = self.shadow.summary(kind, &candidate.component.digest);
-                let status = CandidateStatus {
-                    name: candidate.component.description.name.clone(),
-                    version: candidate.component.description.version.clone(),
-                    digest: candidate.component.digest.clone(),
-                    source: candidate.origin.label().to_owned(),
-                    mode: RolloutMode::Shadow,
-                    resources_reconciled: summary.resources,
-                    resources_with_writes: summary.resources_with_writes,
-                    resources_failing: summary.resources_failing,
-                    planned_writes: summary.planned_writes,
-                };
-                fields.insert("candidate".into(), json!(status));
-            }
-            let declared_serves = matches!(&serving.origin, Origin::Declared { by, .. } if by == &name);
-            if outcome.serving.is_none() && declared_serves {
-                verdict = Some(if outcome.missing_grants.is_empty() {
-                    Verdict::Ready(Detail::new(
-                        component_reasons::SERVING,
-                        format!(
-                            "{} ({}) serves {kind}",
-                            serving.component.label(),
-                            serving.component.digest
-                        ),
-                    ))
-                } else {
-                    Verdict::Stalled(Detail::new(
-                        component_reasons::CAPABILITY_NOT_GRANTED,
-                        format!(
-                            "{} serves {kind} without {}, which spec.grants no longer gives: its requests needing it are refused",
-                            serving.component.label(),
-                            outcome
-                                .missing_grants
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ))
-                });
-            }
-        }
-        let verdict = verdict.unwrap_or_else(|| match &outcome.serving {
-            Some(failure) => {
-                let serving = slot
-                    .as_ref()
-                    .map(|s| {
-                        format!(
-                            "; {} ({}) keeps serving",
-                            s.current().label(),
-                            s.serving().origin.label()
-                        )
-                    })
-                    .unwrap_or_default();
-                let detail = Detail::new(failure.reason, format!("{}{serving}", failure.message));
-                if failure.transient {
-                    Verdict::Retrying(detail)
-                } else {
-                    Verdict::Stalled(detail)
-                }
-            }
-            None => Verdict::Progressing(Detail::new(component_reasons::LOADING, "loading the declared version")),
-        });
-        let mut extra = Vec::new();
-        let has_candidate = object
-            .data
-            .pointer("/spec/rollout/candidate")
-            .is_some_and(|c| !c.is_null());
-        if has_candidate {
-            extra.push(match &outcome.candidate {
-                None => Condition {
-                    condition_type: CANDIDATE_READY.into(),
-                    status: true,
-                    detail: Detail::new(
-                        component_reasons::SHADOWING,
-                        "the candidate reconciles every resource in shadow mode; nothing it would write is sent",
-                    ),
-                },
-                Some(failure) => Condition {
-                    condition_type: CANDIDATE_READY.into(),
-                    status: false,
-                    detail: Detail::new(failure.reason, failure.message.clone()),
-                },
-            });
-        }
-        let current = object.data.get("status");
-        let desired = status::desired(
-            StatusInput {
-                verdict: &verdict,
-                degraded: None,
-                extra: &extra,
-                generation: object.metadata.generation,
-                identity: None,
-                fields: Some(fields),
-                current,
-            },
-            &status::now(),
-        );
-        if current == Some(&desired) {
+        let desired = report::desired_status(object, &outcome, slot.as_deref(), &self.shadow);
+        if object.data.get("status") == Some(&desired) {
             return;
         }
         let patch = json!({

@@ -11,7 +11,7 @@ WASM_TARGET ?= $(shell test -d "$$(rustc --print sysroot)/lib/rustlib/wasm32-unk
 # Components shipped with the operator, and the test-only ones the end-to-end
 # tests load next to them.
 COMPONENTS := realm-component keycloak-component client-component
-TEST_COMPONENTS := chaos-component realm-v2-component noop-component
+TEST_COMPONENTS := chaos-component realm-v2-component noop-component intruder-component
 # Where the built components are gathered, whatever the target: the tests,
 # the benchmarks and the demo load them from here.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)

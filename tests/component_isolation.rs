@@ -39,10 +39,17 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
     let operator = Operator::start(&options(ns)).await?;
     let admin = KeycloakAdmin::connect().await?;
 
-    // Given components that loop, hoard memory, panic, and reach for the master realm
+    // Given components that loop, hoard memory, panic, and rewrite the master realm
     let target = unique_name("chaos-target");
+    // (each naming a realm of its own: one realm has one owner)
     for mode in ["loop", "allocate", "trap", "escape"] {
-        apply(&client, &chaos_kind(), ns, probe(mode, mode, &target, &[])).await?;
+        apply(
+            &client,
+            &chaos_kind(),
+            ns,
+            probe(mode, mode, &format!("{target}-{mode}"), &[]),
+        )
+        .await?;
     }
     // And, at the same time, an ordinary realm
     let name = unique_name("bystander");
@@ -87,7 +94,8 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
     // And the realm component kept serving: the realm is Ready and exists
     wait_ready(&client, &realm_kind(), ns, "bystander").await?;
     assert!(admin.get_json(&format!("/realms/{name}")).await?.is_some());
-    // And the master realm was never touched on the escaping component's behalf
+    // And the master realm was never written on the escaping component's behalf
+    // (it did send the PUT; the host refused it before it left)
     assert_eq!(
         operator
             .metric(

@@ -105,6 +105,12 @@ pub mod reasons {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// A child's name is taken by an object the resource does not control.
     pub const CHILD_CONFLICT: &str = "ChildConflict";
+    /// A realm-scoped resource names the master realm, which administers
+    /// the whole Keycloak: only the `Keycloak` resource itself reaches it.
+    pub const MASTER_REALM_REFUSED: &str = "MasterRealmRefused";
+    /// The realm is owned by an older resource (of any kind), or the Keycloak
+    /// object by another resource.
+    pub const CONFLICT: &str = "Conflict";
     /// A tenant's client asks for roles that administer the realm.
     pub const ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
     /// Everything the resource depends on answers.

@@ -30,7 +30,9 @@ pub use component::{
 pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,
 };
-pub use realm::{ClientPlacement, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, RealmSettings, SslRequired};
+pub use realm::{
+    ClientPlacement, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, KindPlacement, RealmSettings, SslRequired,
+};
 
 /// The API group of every kind the operator serves.
 pub const GROUP: &str = "keycloak.wasmop.dev";

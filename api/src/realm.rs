@@ -74,6 +74,34 @@ pub struct KeycloakRealmSpec {
     /// Which namespaces may place clients in this realm, and how many.
     #[serde(default)]
     pub clients: ClientPlacement,
+    /// Which namespaces may place resources of other kinds inside this realm
+    /// (users, groups, kinds of extensions...), per kind. The first entry
+    /// naming a kind (or `*`) decides; a kind no entry names may be placed
+    /// only from this resource's own namespace. `KeycloakClient`s follow
+    /// `spec.clients`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub placement: Vec<KindPlacement>,
+}
+
+/// Which namespaces may place resources of some kinds inside a realm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KindPlacement {
+    /// The kinds this entry is for: `group/Kind`, a bare `Kind`, or `*` for
+    /// every kind no earlier entry names.
+    #[schemars(length(min = 1, max = 32), inner(length(min = 1, max = 320)))]
+    #[x_kube(validation = Rule::new("self.all(k, k != 'KeycloakClient' && k != 'keycloak.wasmop.dev/KeycloakClient')").message("KeycloakClients are placed by spec.clients"))]
+    pub kinds: Vec<String>,
+    /// Namespaces allowed, besides the realm resource's own.
+    #[serde(default)]
+    pub allowed_namespaces: NamespacePolicy,
+    /// Largest number of resources of these kinds in the realm, from all
+    /// namespaces together, counted per kind; unlimited when unset. The
+    /// oldest are served first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_per_realm: Option<u32>,
 }
 
 /// Which namespaces may place `KeycloakClient`s in a realm.

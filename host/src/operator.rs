@@ -277,6 +277,7 @@ impl Leadership {
             realms: spawn(ApiResource::erase::<KeycloakRealm>(&()), true),
             namespaces: spawn(ApiResource::erase::<Namespace>(&()), false),
             address_overrides: context.config.keycloak_address_overrides.clone(),
+            realm_owners: Default::default(),
         });
         let caches = vec![
             references.keycloaks.clone(),

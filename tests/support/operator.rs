@@ -23,6 +23,8 @@ pub enum Component {
     RealmV2,
     /// The test-only `ChaosProbe` kind.
     Chaos,
+    /// The test-only `IntruderProbe` kind (a tenant's hostile kind).
+    Intruder,
 }
 
 impl Component {
@@ -34,6 +36,7 @@ impl Component {
             Component::Client => "client_component.wasm",
             Component::RealmV2 => "realm_v2_component.wasm",
             Component::Chaos => "chaos_component.wasm",
+            Component::Intruder => "intruder_component.wasm",
         }
     }
 

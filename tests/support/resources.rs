@@ -32,6 +32,17 @@ pub fn client_kind() -> ApiResource {
     ApiResource::erase::<KeycloakClient>(&())
 }
 
+/// The test-only `IntruderProbe`.
+pub fn intruder_kind() -> ApiResource {
+    ApiResource {
+        group: "test.wasmop.dev".into(),
+        version: "v1".into(),
+        api_version: "test.wasmop.dev/v1".into(),
+        kind: "IntruderProbe".into(),
+        plural: "intruderprobes".into(),
+    }
+}
+
 /// `ReconcilerComponent` (cluster-scoped: use the namespace `""`).
 pub fn component_kind() -> ApiResource {
     ApiResource::erase::<ReconcilerComponent>(&())
@@ -59,6 +70,7 @@ pub async fn install_crds(client: &Client) -> Result<()> {
             .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             .collect();
         files.push(repo_root().join("tests/components/chaos/crd.yaml"));
+        files.push(repo_root().join("tests/components/intruder/crd.yaml"));
         for file in files {
             let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&file)?)
                 .with_context(|| format!("parsing {}", file.display()))?;

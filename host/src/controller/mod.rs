@@ -144,6 +144,16 @@ impl KindController {
             backoff: Backoff::new(shared.settings.backoff_base, shared.settings.backoff_cap),
             shared,
         });
+        // Resources of a kind that owns realms are claimants of their realm
+        // for every kind (one realm, one owner).
+        let owns_realms = description.keycloak_scope == KeycloakScope::Realm;
+        if owns_realms {
+            controller
+                .shared
+                .references
+                .realm_owners
+                .register(&controller.kind, parent.clone());
+        }
         let handle = tokio::spawn(async move {
             let synced = async {
                 for cache in &caches {
@@ -185,6 +195,9 @@ impl KindController {
             // Reconciles in flight finish; no new ones start.
             while workers.join_next().await.is_some() {}
             watches.cancel();
+            if owns_realms {
+                controller.shared.references.realm_owners.unregister(&controller.kind);
+            }
             tracing::info!(kind = %controller.kind, "controller stopped");
         });
         RunningController { handle, parent }

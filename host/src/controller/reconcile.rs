@@ -172,9 +172,11 @@ impl KindController {
     ) -> CallContext {
         let namespace = object.namespace().unwrap_or_default();
         let keycloak: Option<Arc<dyn KeycloakGateway>> = match resolved {
-            Some(r) if component.grants.contains(&Capability::KeycloakAdmin) => {
-                Some(self.shared.keycloak.gateway(&r.endpoint, r.scope.clone()))
-            }
+            Some(r) if component.grants.contains(&Capability::KeycloakAdmin) => Some(self.shared.keycloak.gateway(
+                &r.endpoint,
+                r.scope.clone(),
+                r.tenant.clone(),
+            )),
             _ => None,
         };
         let secrets: Option<Arc<dyn SecretReader>> = component
@@ -247,14 +249,15 @@ impl KindController {
                 }
             }
         }
-        let resolved = match self
-            .shared
-            .references
-            .resolve(&object, description.keycloak_scope, &self.parent)
-        {
-            Ok(resolved) => resolved,
-            Err(refusal) => return (Self::refused(refusal), CallStats::default()),
-        };
+        let resolved =
+            match self
+                .shared
+                .references
+                .resolve(&object, &self.kind, description.keycloak_scope, &self.parent)
+            {
+                Ok(resolved) => resolved,
+                Err(refusal) => return (Self::refused(refusal), CallStats::default()),
+            };
         let request = self.request(component, &object, resolved.as_ref());
         let call = self.call_context(component, &object, resolved.as_ref());
         let called = component.reconcile(call, &request).await;
@@ -269,15 +272,9 @@ impl KindController {
                 Conclusion::new(Verdict::Stalled(failure_detail(&failure)), Requeue::Backoff)
             }
             Ok(Err(error)) => Self::from_error(error),
-            Ok(Ok(response)) => match &called.stats.scope_violation {
+            Ok(Ok(response)) => match &called.stats.refusal {
                 // The host decides, whatever the component made of the refusal.
-                Some(message) => Conclusion::new(
-                    Verdict::Stalled(Detail::new(
-                        reasons::SCOPE_VIOLATION,
-                        format!("the component asked for a Keycloak path outside this resource's scope: {message}"),
-                    )),
-                    Requeue::Resync,
-                ),
+                Some(refusal) => Conclusion::new(Verdict::Stalled(refusal.clone()), Requeue::Resync),
                 None => self.accept(&object, component, response).await,
             },
         };
@@ -426,7 +423,7 @@ impl KindController {
             match self
                 .shared
                 .references
-                .resolve(object, component.description.keycloak_scope, &self.parent)
+                .resolve(object, &self.kind, component.description.keycloak_scope, &self.parent)
             {
                 // Never block deletion on a Keycloak or realm that is gone.
                 Err(Refusal::Missing(detail)) | Err(Refusal::Denied(detail)) | Err(Refusal::Invalid(detail)) => {

@@ -20,15 +20,16 @@ impl KindController {
     /// failures count against it.
     pub(super) async fn rehearse(&self, object: &DynamicObject, candidate: &LoadedComponent, serving_failed: bool) {
         let key = ObjectKey::of(object);
-        let resolved = match self
-            .shared
-            .references
-            .resolve(object, candidate.description.keycloak_scope, &self.parent)
-        {
-            Ok(resolved) => resolved,
-            // The serving version met the same refusal: nothing to rehearse.
-            Err(_) => return,
-        };
+        let resolved =
+            match self
+                .shared
+                .references
+                .resolve(object, &self.kind, candidate.description.keycloak_scope, &self.parent)
+            {
+                Ok(resolved) => resolved,
+                // The serving version met the same refusal: nothing to rehearse.
+                Err(_) => return,
+            };
         let request = self.request(candidate, object, resolved.as_ref());
         let mut call = self.call_context(candidate, object, resolved.as_ref());
         let shadow = call

@@ -28,6 +28,62 @@ pub struct References {
     /// `namespace/name` (for tests and for running the host outside the
     /// cluster; see docs/configuration.md).
     pub address_overrides: std::collections::BTreeMap<String, String>,
+    /// The resources of every kind that owns a realm (the realm scope), by
+    /// kind: one realm has one owner, the oldest claimant, whatever its kind.
+    pub realm_owners: RealmOwners,
+}
+
+/// The caches of the kinds that own realms, kept by their controllers.
+#[derive(Default)]
+pub struct RealmOwners {
+    kinds: std::sync::RwLock<std::collections::BTreeMap<String, Arc<Informer>>>,
+}
+
+impl RealmOwners {
+    /// Counts the resources of `kind` (its controller's cache) as claimants.
+    pub fn register(&self, kind: &str, informer: Arc<Informer>) {
+        self.kinds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind.to_owned(), informer);
+    }
+
+    /// Stops counting `kind` (its controller stopped).
+    pub fn unregister(&self, kind: &str) {
+        self.kinds.write().unwrap_or_else(|p| p.into_inner()).remove(kind);
+    }
+
+    /// The claimant of `realm` on `keycloak` that comes before `object`
+    /// (older; ties by kind, namespace and name), if any: the owner.
+    fn older_claimant(&self, object: &DynamicObject, kind: &str, keycloak: &ObjectKey, realm: &str) -> Option<String> {
+        let rank = |o: &DynamicObject, k: &str| {
+            (
+                creation(o),
+                k.to_owned(),
+                o.namespace().unwrap_or_default(),
+                o.name_any(),
+            )
+        };
+        let mine = rank(object, kind);
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        let mut best: Option<((String, String, String, String), String)> = None;
+        for (peer_kind, informer) in kinds.iter() {
+            for peer in informer.list() {
+                if peer.uid() == object.uid()
+                    || spec_str(&peer, "/spec/realmName") != Some(realm)
+                    || reference(&peer, "keycloakRef").ok().as_ref() != Some(keycloak)
+                {
+                    continue;
+                }
+                let theirs = rank(&peer, peer_kind);
+                if theirs < mine && best.as_ref().is_none_or(|(b, _)| theirs < *b) {
+                    let name = peer_kind.rsplit('/').next().unwrap_or(peer_kind);
+                    best = Some((theirs, format!("{name} {}", ObjectKey::of(&peer))));
+                }
+            }
+        }
+        best.map(|(_, who)| who)
+    }
 }
 
 /// A resolved, authorized target.
@@ -38,6 +94,10 @@ pub struct Resolved {
     pub scope: Scope,
     /// What the component is told.
     pub target: Target,
+    /// The namespace of a tenant: a resource placed in a realm from another
+    /// namespace than the realm resource's. The host refuses its grants of
+    /// realm administration.
+    pub tenant: Option<String>,
     /// Referenced objects, as JSON, for the component.
     pub related: Vec<String>,
 }
@@ -156,14 +216,15 @@ impl References {
     pub fn resolve(
         &self,
         object: &DynamicObject,
+        kind: &str,
         scope: KeycloakScope,
         peers: &Informer,
     ) -> Result<Option<Resolved>, Refusal> {
         match scope {
             KeycloakScope::None => Ok(None),
             KeycloakScope::Instance => self.resolve_instance(object).map(Some),
-            KeycloakScope::Realm => self.resolve_realm_owner(object, Some(peers)).map(Some),
-            KeycloakScope::InRealm => self.resolve_in_realm(object, peers).map(Some),
+            KeycloakScope::Realm => self.resolve_realm_owner(object, kind, Some(peers)).map(Some),
+            KeycloakScope::InRealm => self.resolve_in_realm(object, kind, peers).map(Some),
         }
     }
 
@@ -182,19 +243,42 @@ impl References {
             endpoint,
             scope: Scope::Instance,
             related: Vec::new(),
+            tenant: None,
         })
     }
 
     /// A resource that owns a realm on a `Keycloak` (`spec.keycloakRef`,
     /// `spec.realmName`): the Keycloak must allow its namespace, and the
     /// namespace must be within the Keycloak's realm quota.
-    fn resolve_realm_owner(&self, object: &DynamicObject, peers: Option<&Informer>) -> Result<Resolved, Refusal> {
+    fn resolve_realm_owner(
+        &self,
+        object: &DynamicObject,
+        kind: &str,
+        peers: Option<&Informer>,
+    ) -> Result<Resolved, Refusal> {
         let namespace = object.namespace().unwrap_or_default();
         let keycloak_key = reference(object, "keycloakRef")?;
         let realm = spec_str(object, "/spec/realmName")
             .ok_or_else(|| Refusal::Invalid(Detail::new("InvalidSpec", "spec.realmName is required")))?
             .to_owned();
+        // The master realm administers the whole Keycloak: no kind's
+        // resource may own it, whatever its CRD allows.
+        if realm == "master" {
+            return Err(Refusal::Denied(Detail::new(
+                reasons::MASTER_REALM_REFUSED,
+                "the master realm administers the whole Keycloak; no resource may own it or place anything in it",
+            )));
+        }
         let (keycloak_object, keycloak) = self.keycloak(&keycloak_key)?;
+        // One realm, one owner: the oldest claimant of any kind. Checked
+        // before any request, also for a deletion, whose cleanup must not
+        // touch a realm it never owned.
+        if let Some(owner) = self.realm_owners.older_claimant(object, kind, &keycloak_key, &realm) {
+            return Err(Refusal::Denied(Detail::new(
+                reasons::CONFLICT,
+                format!("realm {realm:?} on Keycloak {keycloak_key} is owned by {owner}, which claimed it first"),
+            )));
+        }
         let placement = &keycloak.spec.realms;
         // A resource being deleted always gets its cleanup, even if its
         // namespace lost its place: the cleanup touches only what it owns.
@@ -232,13 +316,14 @@ impl References {
             endpoint,
             scope: Scope::OwnedRealm(realm),
             related: vec![to_json(&keycloak_object)],
+            tenant: None,
         })
     }
 
     /// A resource inside a realm (`spec.realmRef`): the realm resource must
     /// allow its namespace (`spec.clients.allowedNamespaces`), and the realm's
     /// Keycloak must still allow the realm.
-    fn resolve_in_realm(&self, object: &DynamicObject, peers: &Informer) -> Result<Resolved, Refusal> {
+    fn resolve_in_realm(&self, object: &DynamicObject, kind: &str, peers: &Informer) -> Result<Resolved, Refusal> {
         let namespace = object.namespace().unwrap_or_default();
         let realm_key = reference(object, "realmRef")?;
         let missing = |why: &str| {
@@ -254,19 +339,21 @@ impl References {
         let realm: KeycloakRealm = serde_json::to_value(&*realm_object)
             .and_then(serde_json::from_value)
             .map_err(|e| missing(&format!("is not readable: {e}")))?;
-        let placement = &realm.spec.clients;
+        let placement = placement_for(&realm, kind);
+        let what = kind.rsplit('/').next().unwrap_or(kind);
         if !is_deleting(object)
             && !self.namespace_allowed(&placement.allowed_namespaces, &realm_key.namespace, &namespace)
         {
             return Err(Refusal::Denied(Detail::new(
                 reasons::NAMESPACE_NOT_ALLOWED,
                 format!(
-                    "KeycloakRealm {realm_key} does not allow clients from namespace {namespace} (see its spec.clients.allowedNamespaces)"
+                    "KeycloakRealm {realm_key} does not allow {what}s from namespace {namespace} (see its {})",
+                    placement.field
                 ),
             )));
         }
-        if let Some(max) = placement.max_clients {
-            // Clients refused for their namespace take no place in the quota.
+        if let Some(max) = placement.max {
+            // Resources refused for their namespace take no place in the quota.
             let same_realm = |peer: &DynamicObject| {
                 reference(peer, "realmRef").is_ok_and(|r| r == realm_key)
                     && self.namespace_allowed(
@@ -278,13 +365,13 @@ impl References {
             if position_among(object, peers, same_realm) >= max as usize {
                 return Err(Refusal::Denied(Detail::new(
                     reasons::QUOTA_EXCEEDED,
-                    format!("KeycloakRealm {realm_key} allows {max} client(s) and has more; the oldest are served"),
+                    format!("KeycloakRealm {realm_key} allows {max} {what}(s) and has more; the oldest are served"),
                 )));
             }
         }
         let realm_name = realm.spec.realm_name.clone();
         // The realm's own placement on its Keycloak must still hold.
-        let owner = self.resolve_realm_owner(&realm_object, None)?;
+        let owner = self.resolve_realm_owner(&realm_object, REALM_KIND, None)?;
         Ok(Resolved {
             target: Target {
                 keycloak: owner.target.keycloak,
@@ -294,7 +381,52 @@ impl References {
             endpoint: owner.endpoint,
             scope: Scope::InRealm(realm_name),
             related: [to_json(&realm_object)].into_iter().chain(owner.related).collect(),
+            tenant: (namespace != realm_key.namespace).then_some(namespace),
         })
+    }
+}
+
+/// The kind of the realm resources in-realm kinds refer to.
+const REALM_KIND: &str = "keycloak.wasmop.dev/KeycloakRealm";
+
+/// Who may place resources of one kind in a realm.
+struct Placement {
+    allowed_namespaces: NamespacePolicy,
+    max: Option<u32>,
+    /// The field of the realm resource that says so, for messages.
+    field: String,
+}
+
+/// The placement policy a realm resource states for `kind` (`group/Kind`):
+/// `spec.clients` for `KeycloakClient`s, the first `spec.placement` entry
+/// naming the kind (or `*`) for every other kind, and only the realm
+/// resource's own namespace when none does.
+fn placement_for(realm: &KeycloakRealm, kind: &str) -> Placement {
+    let bare = kind.rsplit('/').next().unwrap_or(kind);
+    if kind == "keycloak.wasmop.dev/KeycloakClient" {
+        return Placement {
+            allowed_namespaces: realm.spec.clients.allowed_namespaces.clone(),
+            max: realm.spec.clients.max_clients,
+            field: "spec.clients.allowedNamespaces".into(),
+        };
+    }
+    let entry = realm
+        .spec
+        .placement
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.kinds.iter().any(|k| k == kind || k == bare || k == "*"));
+    match entry {
+        Some((i, entry)) => Placement {
+            allowed_namespaces: entry.allowed_namespaces.clone(),
+            max: entry.max_per_realm,
+            field: format!("spec.placement[{i}]"),
+        },
+        None => Placement {
+            allowed_namespaces: NamespacePolicy::default(),
+            max: None,
+            field: format!("spec.placement, which names no entry for {bare}"),
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod circuit;
 mod connection;
+pub mod guard;
 mod limiter;
 pub mod route;
 mod token;
@@ -180,11 +181,14 @@ impl KeycloakPool {
         connection
     }
 
-    /// A gateway for one resource's requests.
-    pub fn gateway(&self, endpoint: &Endpoint, scope: Scope) -> Arc<dyn KeycloakGateway> {
+    /// A gateway for one resource's requests; `tenant` names the namespace
+    /// of a tenant's resource, whose grants of realm administration are
+    /// refused.
+    pub fn gateway(&self, endpoint: &Endpoint, scope: Scope, tenant: Option<String>) -> Arc<dyn KeycloakGateway> {
         Arc::new(ScopedGateway {
             connection: self.connection(endpoint),
             scope,
+            tenant,
         })
     }
 }
@@ -193,6 +197,7 @@ impl KeycloakPool {
 pub struct ScopedGateway {
     connection: Arc<Connection>,
     scope: Scope,
+    tenant: Option<String>,
 }
 
 impl KeycloakGateway for ScopedGateway {
@@ -212,6 +217,18 @@ impl KeycloakGateway for ScopedGateway {
                     return Err(error);
                 }
             };
+            if let (Some(namespace), Scope::InRealm(realm)) = (&self.tenant, &self.scope)
+                && request.method != crate::runtime::model::Method::Get
+            {
+                let guard = guard::TenantGuard::new(&self.connection, realm, namespace);
+                if let Err(error) = guard
+                    .check(request.method, &checked.segments, request.body.as_deref())
+                    .await
+                {
+                    tracing::warn!(keycloak = %self.connection.key, route = %request.route, %error, "refused a tenant's grant");
+                    return Err(error);
+                }
+            }
             self.connection
                 .execute(&Outgoing {
                     method: request.method,

@@ -31,6 +31,10 @@ pub struct CheckedRoute {
     pub template: String,
     /// The path under `/admin`, each value percent-encoded.
     pub path: String,
+    /// The path's segments as Keycloak reads them (values decoded): what a
+    /// policy on the request's meaning must look at, since a component may
+    /// pass any literal as a value.
+    pub segments: Vec<String>,
 }
 
 enum Segment<'a> {
@@ -93,19 +97,26 @@ pub fn check(
     }
     check_scope(scope, method, &segments, params, body, template)?;
     let mut path = String::new();
+    let mut resolved = Vec::with_capacity(segments.len());
     let mut values = params.iter();
     for segment in &segments {
         path.push('/');
         match segment {
-            Segment::Literal(s) => path.push_str(s),
+            Segment::Literal(s) => {
+                path.push_str(s);
+                resolved.push((*s).to_owned());
+            }
             Segment::Placeholder => {
-                path.push_str(&encode_segment(values.next().map(String::as_str).unwrap_or_default()))
+                let value = values.next().map(String::as_str).unwrap_or_default();
+                path.push_str(&encode_segment(value));
+                resolved.push(value.to_owned());
             }
         }
     }
     Ok(CheckedRoute {
         template: template.to_owned(),
         path,
+        segments: resolved,
     })
 }
 
@@ -158,7 +169,7 @@ fn check_scope(
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, so the
 /// value stays one segment whatever it holds.
-fn encode_segment(value: &str) -> String {
+pub(crate) fn encode_segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {

@@ -289,6 +289,15 @@ pub enum KeycloakError {
     /// Malformed request.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Refused by a policy of the host beyond the scope (a tenant granting
+    /// realm administration, say); the reason becomes the resource's.
+    #[error("refused: {message}")]
+    Refused {
+        /// Stable, CamelCase.
+        reason: String,
+        /// For people.
+        message: String,
+    },
 }
 
 /// Why a Secret key could not be read.

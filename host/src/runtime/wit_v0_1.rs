@@ -74,6 +74,7 @@ impl keycloak::Host for StoreState {
             Err(model::KeycloakError::Forbidden(m)) => Err(keycloak::Error::Forbidden(m)),
             Err(model::KeycloakError::Unauthenticated(m)) => Err(keycloak::Error::Unauthenticated(m)),
             Err(model::KeycloakError::Invalid(m)) => Err(keycloak::Error::Invalid(m)),
+            Err(model::KeycloakError::Refused { message, .. }) => Err(keycloak::Error::Forbidden(message)),
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 use super::CallContext;
-use crate::runtime::model::{KeycloakError, KeycloakRequest, KeycloakResponse};
+use keycloak_operator_api::reasons;
+
+use crate::runtime::model::{Detail, KeycloakError, KeycloakRequest, KeycloakResponse};
 
 /// Sends one request, recording what happened for conditions and metrics.
 pub async fn send(call: &mut CallContext, request: KeycloakRequest) -> Result<KeycloakResponse, KeycloakError> {
@@ -20,7 +22,13 @@ pub async fn send(call: &mut CallContext, request: KeycloakRequest) -> Result<Ke
     match &result {
         Err(KeycloakError::Unavailable(_)) => stats.keycloak_unavailable = true,
         Err(KeycloakError::Unauthenticated(_)) => stats.keycloak_unauthenticated = true,
-        Err(KeycloakError::Forbidden(message)) => stats.scope_violation = Some(message.clone()),
+        Err(KeycloakError::Forbidden(message)) => {
+            stats.refusal = Some(Detail::new(
+                reasons::SCOPE_VIOLATION,
+                format!("the component asked for a Keycloak path outside this resource's scope: {message}"),
+            ))
+        }
+        Err(KeycloakError::Refused { reason, message }) => stats.refusal = Some(Detail::new(reason, message)),
         _ => {}
     }
     result

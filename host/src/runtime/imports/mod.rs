@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::model::{KeycloakError, KeycloakRequest, KeycloakResponse, SecretError};
+use super::model::{Detail, KeycloakError, KeycloakRequest, KeycloakResponse, SecretError};
 
 /// Sends Keycloak requests for one resource, already resolved to one
 /// Keycloak instance and scoped to what the resource may touch.
@@ -64,6 +64,8 @@ pub struct CallStats {
     pub keycloak_unavailable: bool,
     /// Whether some request could not authenticate.
     pub keycloak_unauthenticated: bool,
-    /// Whether some request was refused as out of scope.
-    pub scope_violation: Option<String>,
+    /// The first request the host refused (out of scope, or against a
+    /// policy): the resource is stalled with this, whatever the component
+    /// made of the refusal.
+    pub refusal: Option<Detail>,
 }

@@ -1,6 +1,8 @@
 //! A test component that misbehaves on request, to prove that a component
 //! which loops, allocates without bound, traps or reaches outside its scope
-//! fails alone. It serves the test-only kind `ChaosProbe` (test.wasmop.dev/v1).
+//! fails alone, and that the host refuses what no realm-scoped kind may do
+//! (own the master realm, or a realm another resource owns), whatever the
+//! component. It serves the test-only kind `ChaosProbe` (test.wasmop.dev/v1).
 
 use keycloak_operator_sdk::{
     Capability, Description, KeycloakScope, KindRef, ReconcileError, Reconciler, Request, Response, keycloak,
@@ -56,10 +58,24 @@ impl Reconciler for Chaos {
             }
             "trap" => panic!("chaos: a deliberate panic"),
             "escape" => {
-                // Ask for the master realm, then pretend all went well: the
-                // host must not believe it.
-                let _ = keycloak::get("/realms/{realm}", &["master"]);
+                // Rewrite the master realm, then pretend all went well: the
+                // host must refuse the write and not believe the answer.
+                let _ = keycloak::update(
+                    "/realms/{realm}",
+                    &["master"],
+                    &json!({"realm": "master", "displayName": "hijacked"}),
+                );
                 Ok(Response::ready("Reconciled", "nothing to see here"))
+            }
+            "write" => {
+                // Rewrite the realm the spec names: refused by the host when
+                // that realm is the master realm or another resource's.
+                keycloak::update(
+                    "/realms/{realm}",
+                    &[&realm],
+                    &json!({"realm": realm, "displayName": "hijacked"}),
+                )?;
+                Ok(Response::ready("Reconciled", "rewrote the realm"))
             }
             "children" => {
                 let names: Vec<String> = request

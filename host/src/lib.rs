@@ -5,6 +5,7 @@
 //! metrics, Keycloak credentials, circuit breaking and rate limiting — and
 //! runs one WebAssembly reconciler component per kind in a sandbox.
 
+pub mod capability;
 pub mod config;
 pub mod controller;
 pub mod crds;
@@ -15,3 +16,4 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod runtime;
+pub mod secrets;

@@ -18,19 +18,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::capability::HostCapability;
 use crate::config::{ComponentSpec, HostConfig};
 use crate::controller::children::ChildCaches;
 use crate::controller::informer::{Informer, NamespaceScope};
-use crate::controller::target::References;
 use crate::controller::{ControllerSettings, KindController, Shared};
 use crate::delivery::{ArtifactStore, Delivery, DeliverySettings, OciClient, OciSettings, ShadowReports};
 use crate::http::{self, Health};
+use crate::keycloak::access::KeycloakAccess;
+use crate::keycloak::placement::References;
 use crate::keycloak::{CircuitSettings, KeycloakPool, KeycloakSettings};
 use crate::leader::Election;
 use crate::metrics::Metrics;
 use crate::runtime::engine::EngineSettings;
 use crate::runtime::registry::{Registry, RegistryEvent};
 use crate::runtime::{Runtime, RuntimeSettings, default_child_kinds, default_related_kinds};
+use crate::secrets::SecretAccess;
 
 /// Settings that come from the command line rather than the file.
 #[derive(Debug, Clone)]
@@ -286,9 +289,11 @@ impl Leadership {
         ];
         let shared = Arc::new(Shared {
             client: context.client.clone(),
-            keycloak: context.keycloak.clone(),
+            capabilities: vec![
+                Arc::new(KeycloakAccess::new(context.keycloak.clone(), references)) as Arc<dyn HostCapability>,
+                Arc::new(SecretAccess::new(context.client.clone())),
+            ],
             metrics: context.metrics.clone(),
-            references,
             children: Arc::new(ChildCaches::new(context.client.clone(), scope.clone(), cancel.clone())),
             recorder: Recorder::new(
                 context.client.clone(),

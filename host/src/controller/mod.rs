@@ -11,7 +11,6 @@ mod reconcile;
 mod rehearsal;
 pub mod selector;
 pub mod status;
-pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,6 @@ use std::time::Duration;
 use kube::api::ApiResource;
 use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,11 +26,9 @@ use self::backoff::Backoff;
 use self::children::ChildCaches;
 use self::informer::{Change, Informer, NamespaceScope, ObjectKey};
 use self::queue::WorkQueue;
-use self::target::References;
+use crate::capability::HostCapability;
 use crate::delivery::ShadowReports;
-use crate::keycloak::KeycloakPool;
 use crate::metrics::Metrics;
-use crate::runtime::model::KeycloakScope;
 use crate::runtime::registry::{Registry, RegistryEvent, Slot};
 
 /// The finalizer the host puts on resources whose component cleans up.
@@ -59,12 +55,11 @@ pub struct ControllerSettings {
 pub struct Shared {
     /// Kubernetes client.
     pub client: Client,
-    /// Keycloak connections.
-    pub keycloak: Arc<KeycloakPool>,
+    /// The host capabilities (Keycloak, Secrets), which the controllers know
+    /// only through their trait.
+    pub capabilities: Vec<Arc<dyn HostCapability>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Caches of referenced objects.
-    pub references: Arc<References>,
     /// Caches of children.
     pub children: Arc<ChildCaches>,
     /// Event recorder.
@@ -133,8 +128,17 @@ impl KindController {
         // a child that exists.
         let mut caches: Vec<Arc<Informer>> = vec![parent.clone()];
         caches.extend(child_caches.iter().chain(&related_caches).map(|(_, i)| i.clone()));
-        let refs = &shared.references;
-        caches.extend([refs.keycloaks.clone(), refs.realms.clone(), refs.namespaces.clone()]);
+        let watched: Vec<(Arc<dyn HostCapability>, Arc<Informer>)> = shared
+            .capabilities
+            .iter()
+            .flat_map(|capability| {
+                capability
+                    .watches(&description)
+                    .into_iter()
+                    .map(|informer| (capability.clone(), informer))
+            })
+            .collect();
+        caches.extend(watched.iter().map(|(_, informer)| informer.clone()));
         let controller = Arc::new(KindController {
             kind,
             slot,
@@ -144,15 +148,8 @@ impl KindController {
             backoff: Backoff::new(shared.settings.backoff_base, shared.settings.backoff_cap),
             shared,
         });
-        // Resources of a kind that owns realms are claimants of their realm
-        // for every kind (one realm, one owner).
-        let owns_realms = description.keycloak_scope == KeycloakScope::Realm;
-        if owns_realms {
-            controller
-                .shared
-                .references
-                .realm_owners
-                .register(&controller.kind, parent.clone());
+        for capability in &controller.shared.capabilities {
+            capability.kind_started(&controller.kind, &description, &parent);
         }
         let handle = tokio::spawn(async move {
             let synced = async {
@@ -176,13 +173,8 @@ impl KindController {
             for (_, informer) in related_caches {
                 feeders.spawn(controller.clone().feed_from_related(informer));
             }
-            match description.keycloak_scope {
-                KeycloakScope::Realm | KeycloakScope::InRealm => {
-                    let refs = controller.shared.references.clone();
-                    feeders.spawn(controller.clone().feed_from_references(refs.keycloaks.clone()));
-                    feeders.spawn(controller.clone().feed_from_references(refs.realms.clone()));
-                }
-                KeycloakScope::None | KeycloakScope::Instance => {}
+            for (capability, informer) in watched {
+                feeders.spawn(controller.clone().feed_from_capability(capability, informer));
             }
             let mut workers = JoinSet::new();
             for _ in 0..controller.shared.settings.workers.max(1) {
@@ -195,8 +187,8 @@ impl KindController {
             // Reconciles in flight finish; no new ones start.
             while workers.join_next().await.is_some() {}
             watches.cancel();
-            if owns_realms {
-                controller.shared.references.realm_owners.unregister(&controller.kind);
+            for capability in &controller.shared.capabilities {
+                capability.kind_stopped(&controller.kind);
             }
             tracing::info!(kind = %controller.kind, "controller stopped");
         });
@@ -225,23 +217,16 @@ impl KindController {
                         .is_none_or(|o| o.metadata.deletion_timestamp.is_some());
                     self.queue.add(key);
                     if gone {
-                        self.enqueue_refused_by_quota();
+                        // It may have freed a quota slot.
+                        for capability in &self.shared.capabilities {
+                            for waiting in capability.after_departure(&self.parent) {
+                                self.queue.add(waiting);
+                            }
+                        }
                     }
                 }
                 Err(RecvError::Lagged(_)) => self.enqueue_all(),
                 Err(RecvError::Closed) => return,
-            }
-        }
-    }
-
-    /// A resource going away frees a quota slot: the ones waiting for one
-    /// are looked at again now rather than at their next resync.
-    fn enqueue_refused_by_quota(&self) {
-        for object in self.parent.list() {
-            if status::current_ready_reason(object.data.get("status")).as_deref()
-                == Some(keycloak_operator_api::reasons::QUOTA_EXCEEDED)
-            {
-                self.queue.add(ObjectKey::of(&object));
             }
         }
     }
@@ -304,57 +289,20 @@ impl KindController {
         }
     }
 
-    /// A changed `Keycloak` or `KeycloakRealm` requeues the resources that
-    /// reference it (directly, or through their realm).
-    async fn feed_from_references(self: Arc<Self>, informer: Arc<Informer>) {
+    /// A change in a cache a capability reads requeues the resources it
+    /// concerns.
+    async fn feed_from_capability(self: Arc<Self>, capability: Arc<dyn HostCapability>, informer: Arc<Informer>) {
         let mut changes = informer.subscribe();
-        let referenced_kind = informer.resource.kind.clone();
         loop {
             match changes.recv().await {
                 Ok(Change { key, .. }) => {
-                    for parent in self.parent.list() {
-                        if self.references(
-                            &parent.data,
-                            parent.metadata.namespace.as_deref().unwrap_or_default(),
-                            &referenced_kind,
-                            &key,
-                        ) {
-                            self.queue.add(ObjectKey::of(&parent));
-                        }
+                    for affected in capability.affected(&informer, &key, &self.parent) {
+                        self.queue.add(affected);
                     }
                 }
                 Err(RecvError::Lagged(_)) => self.enqueue_all(),
                 Err(RecvError::Closed) => return,
             }
-        }
-    }
-
-    fn references(&self, data: &Value, namespace: &str, kind: &str, key: &ObjectKey) -> bool {
-        let points_to = |field: &str, data: &Value, own: &str| {
-            let name = data.pointer(&format!("/spec/{field}/name")).and_then(Value::as_str);
-            let ns = data
-                .pointer(&format!("/spec/{field}/namespace"))
-                .and_then(Value::as_str)
-                .unwrap_or(own);
-            name == Some(key.name.as_str()) && ns == key.namespace
-        };
-        match kind {
-            "Keycloak" => {
-                if points_to("keycloakRef", data, namespace) {
-                    return true;
-                }
-                // Through the realm: a client's realm on this Keycloak.
-                let realm = data.pointer("/spec/realmRef/name").and_then(Value::as_str);
-                let realm_ns = data
-                    .pointer("/spec/realmRef/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or(namespace);
-                realm
-                    .and_then(|name| self.shared.references.realms.get(&ObjectKey::new(realm_ns, name)))
-                    .is_some_and(|realm| points_to("keycloakRef", &realm.data, realm_ns))
-            }
-            "KeycloakRealm" => points_to("realmRef", data, namespace),
-            _ => false,
         }
     }
 

@@ -15,12 +15,11 @@ use super::children::{self, Parent, SyncError};
 use super::events;
 use super::informer::ObjectKey;
 use super::status::{self, StatusInput, Verdict};
-use super::target::{Refusal, Resolved};
 use super::{FIELD_MANAGER, FINALIZER, KindController};
-use crate::keycloak::NamespaceSecrets;
-use crate::runtime::imports::{CallContext, CallStats, KeycloakGateway, SecretReader};
+use crate::capability::{Preparation, Refusal};
+use crate::runtime::imports::{CallContext, CallStats};
 use crate::runtime::model::{
-    Capability, Condition, Detail, Event, EventType, Outcome, ReconcileError, ReconcileRequest, ReconcileResponse,
+    Condition, Detail, Event, EventType, Outcome, ReconcileError, ReconcileRequest, ReconcileResponse,
 };
 use crate::runtime::{CallFailure, LoadedComponent};
 
@@ -38,6 +37,16 @@ enum Requeue {
     After(Duration),
     /// Only when it changes.
     Never,
+}
+
+/// One call, prepared: the request, the imports, the dependency it relies on.
+pub(super) struct Prepared {
+    /// What the component is given.
+    pub(super) request: ReconcileRequest,
+    /// What it may use.
+    pub(super) call: CallContext,
+    /// The dependency its capabilities named (`Keycloak ns/name`).
+    pub(super) dependency: Option<String>,
 }
 
 /// What one reconcile concluded.
@@ -72,17 +81,6 @@ fn failure_detail(failure: &CallFailure) -> Detail {
         CallFailure::OutOfMemory { .. } => reasons::COMPONENT_OUT_OF_MEMORY,
     };
     Detail::new(reason, failure.to_string())
-}
-
-fn degraded(stats: &CallStats, keycloak: &str) -> Option<Detail> {
-    stats.keycloak_unavailable.then(|| {
-        Detail::new(
-            reasons::KEYCLOAK_UNAVAILABLE,
-            format!(
-                "Keycloak {keycloak} is unreachable or failing; the last applied state stands and changes wait for it"
-            ),
-        )
-    })
 }
 
 fn has_finalizer(object: &DynamicObject) -> bool {
@@ -164,41 +162,15 @@ impl KindController {
             .mul_f64(rand::rng().random_range(0.9..1.1))
     }
 
-    pub(super) fn call_context(
-        &self,
-        component: &LoadedComponent,
-        object: &DynamicObject,
-        resolved: Option<&Resolved>,
-    ) -> CallContext {
-        let namespace = object.namespace().unwrap_or_default();
-        let keycloak: Option<Arc<dyn KeycloakGateway>> = match resolved {
-            Some(r) if component.grants.contains(&Capability::KeycloakAdmin) => Some(self.shared.keycloak.gateway(
-                &r.endpoint,
-                r.scope.clone(),
-                r.tenant.clone(),
-            )),
-            _ => None,
-        };
-        let secrets: Option<Arc<dyn SecretReader>> = component
-            .grants
-            .contains(&Capability::ReadSecrets)
-            .then(|| Arc::new(NamespaceSecrets::new(self.shared.client.clone(), &namespace)) as Arc<dyn SecretReader>);
-        CallContext {
-            component: component.label(),
-            resource: format!("{} {}", self.resource.kind, ObjectKey::of(object)),
-            keycloak,
-            secrets,
-            stats: CallStats::default(),
-        }
-    }
-
-    pub(super) fn request(
-        &self,
-        component: &LoadedComponent,
-        object: &DynamicObject,
-        resolved: Option<&Resolved>,
-    ) -> ReconcileRequest {
+    /// Prepares one call of `component` for `object`: every capability adds
+    /// what it gives (or refuses the resource), then the request is built
+    /// from the caches.
+    pub(super) fn prepare(&self, component: &LoadedComponent, object: &DynamicObject) -> Result<Prepared, Refusal> {
         let description = &component.description;
+        let mut preparation = Preparation::new(object, &self.kind, description, &component.grants, &self.parent);
+        for capability in &self.shared.capabilities {
+            capability.prepare(&mut preparation)?;
+        }
         let namespace = object.namespace().unwrap_or_default();
         let to_json = |o: &Arc<DynamicObject>| serde_json::to_string(&**o).unwrap_or_default();
         let caches = self.shared.children.ensure(&description.child_kinds);
@@ -207,7 +179,7 @@ impl KindController {
             .iter()
             .map(to_json)
             .collect();
-        let mut related = resolved.map(|r| r.related.clone()).unwrap_or_default();
+        let mut related = std::mem::take(&mut preparation.related);
         if !description.related_kinds.is_empty() {
             let caches = self.shared.children.ensure(&description.related_kinds);
             related.extend(
@@ -216,12 +188,31 @@ impl KindController {
                     .map(to_json),
             );
         }
-        ReconcileRequest {
-            parent: serde_json::to_string(object).unwrap_or_default(),
-            children,
-            related,
-            target: resolved.map(|r| r.target.clone()),
-        }
+        Ok(Prepared {
+            request: ReconcileRequest {
+                parent: serde_json::to_string(object).unwrap_or_default(),
+                children,
+                related,
+                target: preparation.target.take(),
+            },
+            call: CallContext {
+                component: component.label(),
+                resource: format!("{} {}", self.resource.kind, ObjectKey::of(object)),
+                keycloak: preparation.keycloak.take(),
+                secrets: preparation.secrets.take(),
+                stats: CallStats::default(),
+            },
+            dependency: preparation.dependency.take(),
+        })
+    }
+
+    /// What the capabilities make of a call's outcome: `Degraded` when a
+    /// dependency failed.
+    fn degraded(&self, stats: &CallStats, dependency: Option<&str>) -> Option<Detail> {
+        self.shared
+            .capabilities
+            .iter()
+            .find_map(|capability| capability.degraded(stats, dependency))
     }
 
     fn refused(refusal: Refusal) -> Conclusion {
@@ -249,23 +240,12 @@ impl KindController {
                 }
             }
         }
-        let resolved =
-            match self
-                .shared
-                .references
-                .resolve(&object, &self.kind, description.keycloak_scope, &self.parent)
-            {
-                Ok(resolved) => resolved,
-                Err(refusal) => return (Self::refused(refusal), CallStats::default()),
-            };
-        let request = self.request(component, &object, resolved.as_ref());
-        let call = self.call_context(component, &object, resolved.as_ref());
-        let called = component.reconcile(call, &request).await;
-        let keycloak = resolved
-            .as_ref()
-            .map(|r| r.target.keycloak.as_str())
-            .unwrap_or("(none)");
-        let degraded = degraded(&called.stats, keycloak);
+        let prepared = match self.prepare(component, &object) {
+            Ok(prepared) => prepared,
+            Err(refusal) => return (Self::refused(refusal), CallStats::default()),
+        };
+        let called = component.reconcile(prepared.call, &prepared.request).await;
+        let degraded = self.degraded(&called.stats, prepared.dependency.as_deref());
         let mut conclusion = match called.result {
             Err(failure) => {
                 tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(&object), component = %component.label(), %failure, "component failed");
@@ -420,11 +400,7 @@ impl KindController {
             }
             c
         } else {
-            match self
-                .shared
-                .references
-                .resolve(object, &self.kind, component.description.keycloak_scope, &self.parent)
-            {
+            match self.prepare(component, object) {
                 // Never block deletion on a Keycloak or realm that is gone.
                 Err(Refusal::Missing(detail)) | Err(Refusal::Denied(detail)) | Err(Refusal::Invalid(detail)) => {
                     released(
@@ -432,11 +408,8 @@ impl KindController {
                         format!("{}; nothing to clean up in Keycloak", detail.message),
                     )
                 }
-                Ok(resolved) => {
-                    let request = self.request(component, object, resolved.as_ref());
-                    let call = self.call_context(component, object, resolved.as_ref());
-                    let called = component.finalize(call, &request).await;
-                    let keycloak = resolved.as_ref().map(|r| r.target.keycloak.clone()).unwrap_or_default();
+                Ok(prepared) => {
+                    let called = component.finalize(prepared.call, &prepared.request).await;
                     stats = called.stats.clone();
                     match called.result {
                         Ok(Ok(response)) => {
@@ -449,7 +422,7 @@ impl KindController {
                         }
                         Ok(Err(ReconcileError::Transient(detail))) => {
                             let mut c = Conclusion::new(Verdict::Retrying(detail), Requeue::Backoff);
-                            c.degraded = degraded(&stats, &keycloak);
+                            c.degraded = self.degraded(&stats, prepared.dependency.as_deref());
                             return (c, stats);
                         }
                         // Nothing the operator can retry: let the resource go,

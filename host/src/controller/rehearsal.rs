@@ -20,24 +20,17 @@ impl KindController {
     /// failures count against it.
     pub(super) async fn rehearse(&self, object: &DynamicObject, candidate: &LoadedComponent, serving_failed: bool) {
         let key = ObjectKey::of(object);
-        let resolved =
-            match self
-                .shared
-                .references
-                .resolve(object, &self.kind, candidate.description.keycloak_scope, &self.parent)
-            {
-                Ok(resolved) => resolved,
-                // The serving version met the same refusal: nothing to rehearse.
-                Err(_) => return,
-            };
-        let request = self.request(candidate, object, resolved.as_ref());
-        let mut call = self.call_context(candidate, object, resolved.as_ref());
-        let shadow = call
+        let Ok(mut prepared) = self.prepare(candidate, object) else {
+            // The serving version met the same refusal: nothing to rehearse.
+            return;
+        };
+        let shadow = prepared
+            .call
             .keycloak
             .take()
             .map(|gateway| Arc::new(ShadowGateway::new(gateway, key.to_string())));
-        call.keycloak = shadow.clone().map(|s| s as Arc<dyn KeycloakGateway>);
-        let called = candidate.reconcile(call, &request).await;
+        prepared.call.keycloak = shadow.clone().map(|s| s as Arc<dyn KeycloakGateway>);
+        let called = candidate.reconcile(prepared.call, &prepared.request).await;
         let result = match &called.result {
             Ok(Ok(response)) => match response.outcome {
                 Outcome::Ready(_) => "ready",

@@ -2,10 +2,12 @@
 //! resource, shared by every resource placed on it, and a scoped gateway per
 //! reconcile that checks each request against what the resource may touch.
 
+pub mod access;
 mod circuit;
 mod connection;
 pub mod guard;
 mod limiter;
+pub mod placement;
 pub mod route;
 mod token;
 
@@ -14,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Secret;
 use keycloak_operator_api::managed::naming;
 use keycloak_operator_api::{AdminCredentials, AdminGrant};
 use kube::{Api, Client};
@@ -238,43 +239,6 @@ impl KeycloakGateway for ScopedGateway {
                     body: request.body.as_deref(),
                 })
                 .await
-        })
-    }
-}
-
-/// Reads a Secret key in one namespace for the `secrets` import.
-pub struct NamespaceSecrets {
-    api: Api<Secret>,
-    namespace: String,
-}
-
-impl NamespaceSecrets {
-    /// Secrets of `namespace`.
-    pub fn new(client: Client, namespace: &str) -> Self {
-        NamespaceSecrets {
-            api: Api::namespaced(client, namespace),
-            namespace: namespace.to_owned(),
-        }
-    }
-}
-
-impl crate::runtime::imports::SecretReader for NamespaceSecrets {
-    fn read(&self, name: String, key: String) -> BoxFuture<'_, Result<String, crate::runtime::model::SecretError>> {
-        use crate::runtime::model::SecretError;
-        Box::pin(async move {
-            let secret = self
-                .api
-                .get_opt(&name)
-                .await
-                .map_err(|e| SecretError::Unavailable(format!("reading Secret {}/{name}: {e}", self.namespace)))?
-                .ok_or_else(|| SecretError::NotFound(format!("Secret {}/{name} does not exist", self.namespace)))?;
-            let bytes = secret
-                .data
-                .and_then(|mut d| d.remove(&key))
-                .ok_or_else(|| SecretError::NotFound(format!("Secret {}/{name} has no key {key:?}", self.namespace)))?;
-            String::from_utf8(bytes.0).map_err(|_| {
-                SecretError::Invalid(format!("key {key:?} of Secret {}/{name} is not UTF-8", self.namespace))
-            })
         })
     }
 }

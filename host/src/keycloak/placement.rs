@@ -10,10 +10,11 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::informer::{Informer, ObjectKey};
-use super::selector;
-use crate::keycloak::Endpoint;
-use crate::keycloak::route::Scope;
+use super::Endpoint;
+use super::route::Scope;
+use crate::capability::Refusal;
+use crate::controller::informer::{Informer, ObjectKey};
+use crate::controller::selector;
 use crate::runtime::model::{Detail, KeycloakScope, Target};
 
 /// The caches references are resolved from.
@@ -102,18 +103,6 @@ pub struct Resolved {
     pub related: Vec<String>,
 }
 
-/// Why a resource may not reach Keycloak now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// A referenced object does not exist (yet), or is being deleted.
-    Missing(Detail),
-    /// The referenced object does not allow this resource (namespace or
-    /// quota); no request is sent.
-    Denied(Detail),
-    /// The reference fields of the spec are unusable.
-    Invalid(Detail),
-}
-
 fn to_json(object: &DynamicObject) -> String {
     serde_json::to_string(object).unwrap_or_default()
 }
@@ -126,7 +115,7 @@ fn spec_str<'a>(object: &'a DynamicObject, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn reference(object: &DynamicObject, field: &str) -> Result<ObjectKey, Refusal> {
+pub(super) fn reference(object: &DynamicObject, field: &str) -> Result<ObjectKey, Refusal> {
     let own_namespace = object.namespace().unwrap_or_default();
     let name = spec_str(object, &format!("/spec/{field}/name")).ok_or_else(|| {
         Refusal::Invalid(Detail::new(

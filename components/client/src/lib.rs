@@ -19,12 +19,14 @@ mod scopes;
 mod service_account;
 mod tenancy;
 
+use k8s_openapi::api::core::v1::Secret;
 use keycloak_operator_api::{DeletionPolicy, KeycloakClient};
-use keycloak_operator_sdk::error::{permanent, transient};
+use keycloak_operator_sdk::error::transient;
 use keycloak_operator_sdk::keycloak;
-use keycloak_operator_sdk::ownership::{Owner, Ownership, keeping_other_attributes};
+use keycloak_operator_sdk::ownership::{Owner, keeping_other_attributes};
 use keycloak_operator_sdk::{
-    Capability, Description, Finalized, KeycloakScope, KindRef, ReconcileError, Reconciler, Request, Response,
+    Capability, Description, Established, Finalized, KeycloakScope, Lifecycle, ReconcileError, Reconciler, Request,
+    Response,
 };
 use serde_json::{Value, json};
 
@@ -39,24 +41,17 @@ pub(crate) const CLIENT: &str = "/realms/{realm}/clients/{id}";
 
 /// What the component serves and needs.
 pub fn describe() -> Description {
-    Description {
-        name: "keycloak-operator/client".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        group: keycloak_operator_api::GROUP.into(),
-        kind: "KeycloakClient".into(),
-        plural: "keycloakclients".into(),
-        versions: vec![keycloak_operator_api::VERSION.into()],
-        child_kinds: vec![KindRef {
-            api_version: "v1".into(),
-            kind: "Secret".into(),
-            plural: "secrets".into(),
-        }],
-        related_kinds: vec![],
-        capabilities: vec![Capability::KeycloakAdmin, Capability::ReadSecrets],
-        keycloak_scope: KeycloakScope::InRealm,
-        finalizer: true,
-        crd: Some(include_str!("../../../crds/keycloakclients.keycloak.wasmop.dev.yaml").into()),
-    }
+    Description::for_resource::<KeycloakClient>("keycloak-operator/client", env!("CARGO_PKG_VERSION"))
+        .scope(KeycloakScope::InRealm)
+        .capability(Capability::ReadSecrets)
+        .child::<Secret>()
+        .finalizer()
+        .crd(include_str!("../../../crds/keycloakclients.keycloak.wasmop.dev.yaml"))
+}
+
+/// The lifecycle of the client a resource owns.
+fn lifecycle<'a>(client_id: &str, realm: &str, owner: &'a Owner) -> Lifecycle<'a> {
+    Lifecycle::new("Client", format!("client {client_id} of realm {realm}"), owner)
 }
 
 /// The realm the host resolved for the resource.
@@ -130,54 +125,17 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
     };
     let client_id = spec.client_id.as_str();
 
-    let (existing, created) = match find(&realm, client_id)? {
-        Some(existing) => (existing, false),
-        None => match create(&context)? {
-            Some(created) => (created, true),
-            // It appeared meanwhile: judge it like any existing client.
-            None => (
-                find(&realm, client_id)?.ok_or_else(|| {
-                    transient(
-                        "ClientNotFound",
-                        format!("client {client_id} is neither creatable nor readable"),
-                    )
-                })?,
-                false,
-            ),
-        },
-    };
-    let adopting = match owner.check(existing.get("attributes")) {
-        Ownership::Ours => false,
-        Ownership::Other(other) => {
-            return Err(permanent(
-                "Conflict",
-                format!("client {client_id} of realm {realm} is already managed by {other}; it is left untouched"),
-            ));
-        }
-        Ownership::Unowned if !spec.adopt_existing => {
-            return Err(permanent(
-                "AdoptionRequired",
-                format!(
-                    "client {client_id} already exists in realm {realm} and no resource manages it; \
-                     set spec.adoptExisting to true to take it over"
-                ),
-            ));
-        }
-        Ownership::Unowned => true,
-    };
+    let lifecycle = lifecycle(client_id, &realm, &owner).adopting(spec.adopt_existing);
+    let established = lifecycle.establish(|| find(&realm, client_id), || create(&context))?;
+    let settled = !matches!(established, Established::Owned(_));
+    let existing = established.object().clone();
     let outcome = converge(&context, existing)?;
     let mut response = Response::ready(
         "Reconciled",
         format!("Client {client_id} in realm {realm} matches the spec"),
     );
-    response = if created {
-        response.event(
-            "ClientCreated",
-            "Create",
-            format!("Created client {client_id} in realm {realm}"),
-        )
-    } else if adopting {
-        response.event("ClientAdopted", "Adopt", format!("Adopted existing client {client_id}"))
+    response = if settled {
+        lifecycle.announce(&established, response)
     } else if outcome.changed.is_empty() {
         response
     } else if request.spec_unchanged_since_last_reconcile() {
@@ -217,7 +175,7 @@ fn finish(
             &resource.spec.client_id,
             client["secret"].as_str(),
             &endpoints,
-        ));
+        ))?;
         status["credentialsSecret"] = json!(name);
         if context.supplied_secret.is_none() {
             status["secretRotation"] = json!(rotation::status(resource, client, context.now));
@@ -241,7 +199,7 @@ fn finish(
             format!("Rotated the client secret {why}; {previous}"),
         );
     }
-    Ok(response.status(status))
+    response.status(status)
 }
 
 /// Applies the deletion policy before the resource goes away.
@@ -250,48 +208,24 @@ pub fn finalize(request: Request) -> Result<Finalized, ReconcileError> {
     let realm = realm_of(&request)?;
     let client_id = resource.spec.client_id.as_str();
     let owner = Owner::of(&request);
-    let Some(client) = find(&realm, client_id)? else {
-        return Ok(Finalized::default().event(
-            "ClientAlreadyGone",
-            "Delete",
-            format!("Client {client_id} no longer exists in realm {realm}"),
-        ));
-    };
-    let id = client["id"].as_str().unwrap_or_default();
-    match (owner.check(client.get("attributes")), resource.spec.deletion_policy) {
-        (Ownership::Ours, DeletionPolicy::Delete) => {
-            keycloak::delete(CLIENT, &[&realm, id])?;
-            Ok(Finalized::default().event(
-                "ClientDeleted",
-                "Delete",
-                format!("Deleted client {client_id} from realm {realm}"),
-            ))
-        }
-        (Ownership::Ours, DeletionPolicy::Retain) => {
+    lifecycle(client_id, &realm, &owner).end(
+        find(&realm, client_id)?,
+        resource.spec.deletion_policy == DeletionPolicy::Retain,
+        |client| {
+            let id = client["id"].as_str().unwrap_or_default();
+            keycloak::delete(CLIENT, &[&realm, id]).map(|_| ())
+        },
+        |client| {
             // Release ownership and the records of sub-objects, so that a new
             // resource may adopt the client without removing anything.
+            let id = client["id"].as_str().unwrap_or_default();
             let mut attributes = Owner::released_attributes();
             attributes.extend(Managed::default().attributes());
             attributes.insert(keys::ROTATION_HANDLED.to_owned(), String::new());
             let body = json!({ "id": id, "clientId": client_id, "attributes": attributes });
-            keycloak::update(CLIENT, &[&realm, id], &keeping_other_attributes(&body, &client))?;
-            Ok(Finalized::default().event(
-                "ClientRetained",
-                "Retain",
-                format!("Client {client_id} stays in realm {realm} (deletionPolicy: Retain)"),
-            ))
-        }
-        (Ownership::Other(other), _) => Ok(Finalized::default().warning(
-            "ClientNotOwned",
-            "Delete",
-            format!("Client {client_id} is managed by {other}; left untouched"),
-        )),
-        (Ownership::Unowned, _) => Ok(Finalized::default().event(
-            "ClientNotOwned",
-            "Delete",
-            format!("Client {client_id} is not managed by this resource; left untouched"),
-        )),
-    }
+            keycloak::update(CLIENT, &[&realm, id], &keeping_other_attributes(&body, client))
+        },
+    )
 }
 
 /// The shipped component.

@@ -14,7 +14,7 @@ pub fn reconcile(request: &Request) -> Result<Response, ReconcileError> {
         "Connected",
         format!("Keycloak {version} answers at {url} with the operator's credentials"),
     )
-    .status(json!({ "version": version, "url": url }))
+    .status(json!({ "version": version, "url": url }))?
     .requeue_after(HEALTH_INTERVAL_SECONDS))
 }
 

@@ -9,45 +9,29 @@
 mod external;
 pub mod managed;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use keycloak_operator_api::Keycloak;
-use keycloak_operator_sdk::{
-    Capability, Description, KeycloakScope, KindRef, ReconcileError, Reconciler, Request, Response,
-};
-
-fn kind(api_version: &str, kind: &str, plural: &str) -> KindRef {
-    KindRef {
-        api_version: api_version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
+use keycloak_operator_sdk::{Capability, Description, KeycloakScope, ReconcileError, Reconciler, Request, Response};
 
 /// The shipped component.
 pub struct KeycloakReconciler;
 
 impl Reconciler for KeycloakReconciler {
     fn describe() -> Description {
-        Description {
-            name: "keycloak-operator/keycloak".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            group: keycloak_operator_api::GROUP.into(),
-            kind: "Keycloak".into(),
-            plural: "keycloaks".into(),
-            versions: vec![keycloak_operator_api::VERSION.into()],
-            child_kinds: vec![
-                kind("apps/v1", "Deployment", "deployments"),
-                kind("v1", "Service", "services"),
-                kind("v1", "Secret", "secrets"),
-                kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-                kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-                kind("networking.k8s.io/v1", "Ingress", "ingresses"),
-            ],
-            related_kinds: vec![kind("v1", "Pod", "pods")],
-            capabilities: vec![Capability::KeycloakAdmin, Capability::ReadSecrets],
-            keycloak_scope: KeycloakScope::Instance,
-            finalizer: false,
-            crd: Some(include_str!("../../../crds/keycloaks.keycloak.wasmop.dev.yaml").into()),
-        }
+        Description::for_resource::<Keycloak>("keycloak-operator/keycloak", env!("CARGO_PKG_VERSION"))
+            .scope(KeycloakScope::Instance)
+            .capability(Capability::ReadSecrets)
+            .child::<Deployment>()
+            .child::<Service>()
+            .child::<Secret>()
+            .child::<PodDisruptionBudget>()
+            .child::<NetworkPolicy>()
+            .child::<Ingress>()
+            .related::<Pod>()
+            .crd(include_str!("../../../crds/keycloaks.keycloak.wasmop.dev.yaml"))
     }
 
     fn reconcile(request: Request) -> Result<Response, ReconcileError> {

@@ -9,11 +9,11 @@
 mod representation;
 
 use keycloak_operator_api::{DeletionPolicy, KeycloakRealm};
-use keycloak_operator_sdk::error::{permanent, transient};
+use keycloak_operator_sdk::error::transient;
 use keycloak_operator_sdk::keycloak;
-use keycloak_operator_sdk::ownership::{Owner, Ownership, keeping_other_attributes};
+use keycloak_operator_sdk::ownership::{Owner, keeping_other_attributes};
 use keycloak_operator_sdk::{
-    Capability, Description, Finalized, KeycloakScope, ReconcileError, Reconciler, Request, Response,
+    Description, Established, Finalized, KeycloakScope, Lifecycle, ReconcileError, Reconciler, Request, Response,
 };
 use serde_json::{Value, json};
 
@@ -43,20 +43,15 @@ impl Options {
 
 /// What the component serves and needs.
 pub fn describe(options: &Options) -> Description {
-    Description {
-        name: "keycloak-operator/realm".into(),
-        version: options.version.into(),
-        group: keycloak_operator_api::GROUP.into(),
-        kind: "KeycloakRealm".into(),
-        plural: "keycloakrealms".into(),
-        versions: vec![keycloak_operator_api::VERSION.into()],
-        child_kinds: vec![],
-        related_kinds: vec![],
-        capabilities: vec![Capability::KeycloakAdmin],
-        keycloak_scope: KeycloakScope::Realm,
-        finalizer: true,
-        crd: Some(include_str!("../../../crds/keycloakrealms.keycloak.wasmop.dev.yaml").into()),
-    }
+    Description::for_resource::<KeycloakRealm>("keycloak-operator/realm", options.version)
+        .scope(KeycloakScope::Realm)
+        .finalizer()
+        .crd(include_str!("../../../crds/keycloakrealms.keycloak.wasmop.dev.yaml"))
+}
+
+/// The lifecycle of the realm a resource owns.
+fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
+    Lifecycle::new("Realm", format!("realm {name}"), owner)
 }
 
 /// Converges one realm.
@@ -66,46 +61,18 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     let owner = Owner::of(&request);
     let desired = desired_representation(&resource.spec, &owner, options.extra_attributes);
 
-    let existing = match keycloak::get(REALM, &[name])? {
-        Some(existing) => existing,
-        None => match create(name, &desired)? {
-            Some(created) => {
-                let response = ready(name).event("RealmCreated", "Create", format!("Created realm {name}"));
-                return Ok(with_status(response, &created, &request));
-            }
-            // It appeared meanwhile (another resource, or an earlier attempt
-            // of ours that timed out): judge it like any existing realm.
-            None => keycloak::get(REALM, &[name])?.ok_or_else(|| {
-                transient(
-                    "RealmNotFound",
-                    format!("realm {name} is neither creatable nor readable"),
-                )
-            })?,
-        },
+    let established = lifecycle(name, &owner)
+        .adopting(resource.spec.adopt_existing)
+        .establish(|| keycloak::get(REALM, &[name]), || create(name, &desired))?;
+    let response = match &established {
+        Established::Created(_) => lifecycle(name, &owner).announce(&established, ready(name)),
+        Established::Adopted(existing) => {
+            keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, existing))?;
+            lifecycle(name, &owner).announce(&established, ready(name))
+        }
+        Established::Owned(existing) => converge(name, &desired, existing, &request)?,
     };
-    let response = match owner.check(existing.get("attributes")) {
-        Ownership::Other(other) => {
-            return Err(permanent(
-                "Conflict",
-                format!("realm {name} is already managed by {other}; it is left untouched"),
-            ));
-        }
-        Ownership::Unowned if !resource.spec.adopt_existing => {
-            return Err(permanent(
-                "AdoptionRequired",
-                format!(
-                    "realm {name} already exists in Keycloak and no resource manages it; \
-                     set spec.adoptExisting to true to take it over"
-                ),
-            ));
-        }
-        Ownership::Unowned => {
-            keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, &existing))?;
-            ready(name).event("RealmAdopted", "Adopt", format!("Adopted existing realm {name}"))
-        }
-        Ownership::Ours => converge(name, &desired, &existing, &request)?,
-    };
-    Ok(with_status(response, &existing, &request))
+    with_status(response, established.object(), &request)
 }
 
 /// Writes the managed fields that differ, if any: steady state only reads.
@@ -145,7 +112,7 @@ fn create(name: &str, desired: &Value) -> Result<Option<Value>, ReconcileError> 
     }
 }
 
-fn with_status(response: Response, realm: &Value, request: &Request) -> Response {
+fn with_status(response: Response, realm: &Value, request: &Request) -> Result<Response, ReconcileError> {
     response.status(json!({
         "realmId": realm.get("id").and_then(Value::as_str),
         "keycloak": request.target.as_ref().map(|t| t.keycloak.as_str()),
@@ -161,35 +128,16 @@ pub fn finalize(request: Request) -> Result<Finalized, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
     let name = resource.spec.realm_name.as_str();
     let owner = Owner::of(&request);
-    let Some(current) = keycloak::get(REALM, &[name])? else {
-        return Ok(Finalized::default().event("RealmAlreadyGone", "Delete", format!("Realm {name} no longer exists")));
-    };
-    match (owner.check(current.get("attributes")), resource.spec.deletion_policy) {
-        (Ownership::Ours, DeletionPolicy::Delete) => {
-            keycloak::delete(REALM, &[name])?;
-            Ok(Finalized::default().event("RealmDeleted", "Delete", format!("Deleted realm {name}")))
-        }
-        (Ownership::Ours, DeletionPolicy::Retain) => {
-            // Release ownership so that a new resource can adopt the realm.
+    lifecycle(name, &owner).end(
+        keycloak::get(REALM, &[name])?,
+        resource.spec.deletion_policy == DeletionPolicy::Retain,
+        |_| keycloak::delete(REALM, &[name]).map(|_| ()),
+        |current| {
+            // Released, so that a new resource can adopt the realm.
             let release = json!({ "realm": name, "attributes": Owner::released_attributes() });
-            keycloak::update(REALM, &[name], &keeping_other_attributes(&release, &current))?;
-            Ok(Finalized::default().event(
-                "RealmRetained",
-                "Retain",
-                format!("Realm {name} and its data stay in Keycloak (deletionPolicy: Retain)"),
-            ))
-        }
-        (Ownership::Other(other), _) => Ok(Finalized::default().warning(
-            "RealmNotOwned",
-            "Delete",
-            format!("Realm {name} is managed by {other}; left untouched"),
-        )),
-        (Ownership::Unowned, _) => Ok(Finalized::default().event(
-            "RealmNotOwned",
-            "Delete",
-            format!("Realm {name} is not managed by this resource; left untouched"),
-        )),
-    }
+            keycloak::update(REALM, &[name], &keeping_other_attributes(&release, current))
+        },
+    )
 }
 
 /// The shipped component.

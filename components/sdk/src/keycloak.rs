@@ -133,6 +133,18 @@ pub fn create(route: &str, params: &[&str], body: &Value) -> Result<Reply, Recon
     }
 }
 
+/// Creates an object (POST), unless Keycloak answers that it exists
+/// already (409): then `None`, and the caller judges the existing one (see
+/// [`crate::Lifecycle::establish`]).
+pub fn create_unless_exists(route: &str, params: &[&str], body: &Value) -> Result<Option<Reply>, ReconcileError> {
+    let reply = send(Method::Post, route, params, &[], Some(body))?;
+    match reply.status {
+        409 => Ok(None),
+        _ if reply.is_success() => Ok(Some(reply)),
+        _ => Err(unexpected(&format!("creating under {route}"), &reply)),
+    }
+}
+
 /// Updates an object (PUT).
 pub fn update(route: &str, params: &[&str], body: &Value) -> Result<(), ReconcileError> {
     let reply = send(Method::Put, route, params, &[], Some(body))?;

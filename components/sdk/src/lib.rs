@@ -17,9 +17,11 @@
 //! only through [`keycloak::Keycloak`], which the host scopes to what the
 //! resource may touch; the component never sees credentials or URLs.
 
+mod description;
 pub mod diff;
 pub mod error;
 pub mod keycloak;
+pub mod lifecycle;
 pub mod log;
 pub mod ownership;
 mod request;
@@ -27,6 +29,7 @@ mod response;
 #[doc(hidden)]
 pub mod runtime;
 pub mod secrets;
+mod status;
 
 /// Bindings generated from the WIT package in `wit/`.
 #[allow(missing_docs, clippy::all)]
@@ -45,8 +48,10 @@ pub use bindings::keycloak_operator::reconciler::types::{
     Capability, Condition, Description, Detail, Event, EventType, FinalizeResponse, KeycloakScope, KindRef, Outcome,
     ReconcileError, ReconcileRequest, ReconcileResponse, Target,
 };
+pub use lifecycle::{Established, Lifecycle};
 pub use request::Request;
 pub use response::{Finalized, Response};
+pub use status::{HostStatus, ReconciledBy};
 
 /// A reconciler for one kind. Implement it and export it with
 /// [`export_reconciler!`].

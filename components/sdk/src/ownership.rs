@@ -70,6 +70,12 @@ impl Owner {
         .collect()
     }
 
+    /// The same attributes for objects whose attribute values are lists of
+    /// strings (roles, groups, users): Keycloak refuses a plain string there.
+    pub fn multivalued_attributes(&self) -> BTreeMap<String, Vec<String>> {
+        self.attributes().into_iter().map(|(k, v)| (k, vec![v])).collect()
+    }
+
     /// The attributes that release ownership: present but empty, because
     /// Keycloak's update endpoints keep attributes that are left out.
     pub fn released_attributes() -> BTreeMap<String, String> {
@@ -157,6 +163,14 @@ mod tests {
         assert_eq!(me.check(None), Ownership::Unowned);
         let released = json!(Owner::released_attributes());
         assert_eq!(me.check(Some(&released)), Ownership::Unowned);
+    }
+
+    #[test]
+    fn list_valued_attributes_are_recognised_too() {
+        let me = owner("u1");
+        let ours = json!(me.multivalued_attributes());
+        assert_eq!(ours[keys::UID], json!(["u1"]));
+        assert_eq!(me.check(Some(&ours)), Ownership::Ours);
     }
 
     #[test]

@@ -40,6 +40,15 @@ impl Request {
         })
     }
 
+    /// The realm the host placed the resource in (or that it owns): the
+    /// only realm its Keycloak requests may touch.
+    pub fn realm(&self) -> Result<&str, ReconcileError> {
+        self.target
+            .as_ref()
+            .and_then(|t| t.realm.as_deref())
+            .ok_or_else(|| crate::error::transient("RealmNotResolved", "the host gave this resource no realm"))
+    }
+
     /// The resource as a typed object. A spec that does not fit the type is
     /// reported as an invalid spec.
     pub fn parent_as<T: DeserializeOwned>(&self) -> Result<T, ReconcileError> {

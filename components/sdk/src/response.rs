@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Condition, Detail, Event, EventType, FinalizeResponse, Outcome, ReconcileResponse};
+use crate::{Condition, Detail, Event, EventType, FinalizeResponse, Outcome, ReconcileError, ReconcileResponse};
 
 /// A successful reconcile: the outcome, status fields, desired children,
 /// Events, drift and a requeue hint.
@@ -64,17 +64,19 @@ impl Response {
     }
 
     /// Kind-specific status fields (a struct serialising to a JSON object).
-    pub fn status(mut self, status: impl Serialize) -> Self {
-        self.status = serde_json::to_value(status).unwrap_or(Value::Null);
-        self
+    /// A value that cannot be serialised fails the reconcile rather than
+    /// reaching the host as something else.
+    pub fn status(mut self, status: impl Serialize) -> Result<Self, ReconcileError> {
+        self.status = serde_json::to_value(status).map_err(|e| not_serialisable("status", &e))?;
+        Ok(self)
     }
 
-    /// A desired child object.
-    pub fn child(mut self, child: impl Serialize) -> Self {
-        if let Ok(value) = serde_json::to_value(child) {
-            self.children.push(value);
-        }
-        self
+    /// A desired child object. A child that cannot be serialised fails the
+    /// reconcile: dropped, the host would prune the object it stands for.
+    pub fn child(mut self, child: impl Serialize) -> Result<Self, ReconcileError> {
+        let value = serde_json::to_value(child).map_err(|e| not_serialisable("a child", &e))?;
+        self.children.push(value);
+        Ok(self)
     }
 
     /// An extra condition besides the host's own.
@@ -123,6 +125,13 @@ impl Response {
             requeue_after_seconds: self.requeue_after_seconds,
         }
     }
+}
+
+fn not_serialisable(what: &str, error: &serde_json::Error) -> ReconcileError {
+    crate::error::permanent(
+        "SerializationFailed",
+        format!("the component could not serialise {what}: {error}"),
+    )
 }
 
 /// A successful finalize.

@@ -42,11 +42,11 @@ pub fn workload_children(
     children
 }
 
-fn with_children(mut response: Response, children: Vec<Value>) -> Response {
+fn with_children(mut response: Response, children: Vec<Value>) -> Result<Response, ReconcileError> {
     for child in children {
-        response = response.child(child);
+        response = response.child(child)?;
     }
-    response
+    Ok(response)
 }
 
 /// Converges a managed Keycloak.
@@ -141,7 +141,7 @@ pub fn reconcile(request: &Request, resource: &Keycloak, spec: &ManagedKeycloak)
             }
         },
     };
-    let mut response = with_children(response, children).status(status);
+    let mut response = with_children(response, children)?.status(status)?;
     if database.is_dev() {
         response = response.condition(
             "ProductionReady",

@@ -91,14 +91,14 @@ impl Reconciler for Chaos {
                         "kind": "ConfigMap",
                         "metadata": {"name": name},
                         "data": {"owner": request.name()},
-                    }));
+                    }))?;
                 }
                 Ok(response)
             }
             _ => {
                 let exists = keycloak::get("/realms/{realm}", &[&realm])?.is_some();
                 Ok(Response::ready("Reconciled", format!("realm {realm} exists: {exists}"))
-                    .status(json!({"realmExists": exists})))
+                    .status(json!({"realmExists": exists}))?)
             }
         }
     }

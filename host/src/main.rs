@@ -48,6 +48,10 @@ enum Command {
     Describe {
         /// The component file (.wasm).
         component: PathBuf,
+        /// Print only the CRD of the kind it serves (JSON, which
+        /// `kubectl apply -f -` reads).
+        #[arg(long)]
+        crd: bool,
     },
     /// Work with components as OCI artifacts.
     Component {
@@ -89,7 +93,7 @@ async fn main() -> ExitCode {
             log_json,
         } => run(config, identity, log_json).await,
         Command::Crds { out } => write_crds(out),
-        Command::Describe { component } => describe(component).await,
+        Command::Describe { component, crd } => describe(component, crd).await,
         Command::Component {
             command:
                 ComponentCommand::Push {
@@ -147,25 +151,49 @@ fn write_crds(outs: Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn describe(component: PathBuf) -> anyhow::Result<()> {
+async fn describe(component: PathBuf, crd_only: bool) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeSettings::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let all = runtime.policy([Capability::KeycloakAdmin, Capability::ReadSecrets]);
     let loaded = runtime.load(&component, &all).await?;
     let d = &loaded.description;
-    println!("component: {}@{}", d.name, d.version);
-    println!("digest:    {}", loaded.digest);
-    println!("serves:    {}/{} {:?} ({})", d.group, d.kind, d.versions, d.plural);
-    println!("scope:     {:?}", d.keycloak_scope);
-    println!("needs:     {:?}", d.capabilities);
-    println!(
-        "children:  {:?}",
-        d.child_kinds
+    let text = if crd_only {
+        let crd = d
+            .crd
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{} describes no CRD", component.display()))?;
+        format!("{}\n", crd.trim_end())
+    } else {
+        let children: Vec<String> = d
+            .child_kinds
             .iter()
             .map(|k| format!("{}/{}", k.api_version, k.kind))
-            .collect::<Vec<_>>()
-    );
-    println!("finalizer: {}", d.finalizer);
-    Ok(())
+            .collect();
+        format!(
+            "component: {}@{}\ndigest:    {}\nserves:    {}/{} {:?} ({})\nscope:     {:?}\nneeds:     {:?}\nchildren:  {:?}\nfinalizer: {}\n",
+            d.name,
+            d.version,
+            loaded.digest,
+            d.group,
+            d.kind,
+            d.versions,
+            d.plural,
+            d.keycloak_scope,
+            d.capabilities,
+            children,
+            d.finalizer
+        )
+    };
+    write_stdout(&text)
+}
+
+/// Writes to stdout; a reader that closed the pipe early (`| head`) is
+/// not an error, so `println!`'s panic on EPIPE is avoided.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn push(

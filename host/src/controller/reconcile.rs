@@ -246,17 +246,16 @@ impl KindController {
         };
         let called = component.reconcile(prepared.call, &prepared.request).await;
         let degraded = self.degraded(&called.stats, prepared.dependency.as_deref());
-        let mut conclusion = match called.result {
-            Err(failure) => {
+        let mut conclusion = match (called.result, called.stats.refusal.clone()) {
+            // A request the host refused decides, whatever the component made
+            // of the refusal: ignored it, or turned it into an error of its own.
+            (Ok(_), Some(refusal)) => Conclusion::new(Verdict::Stalled(refusal), Requeue::Resync),
+            (Err(failure), _) => {
                 tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(&object), component = %component.label(), %failure, "component failed");
                 Conclusion::new(Verdict::Stalled(failure_detail(&failure)), Requeue::Backoff)
             }
-            Ok(Err(error)) => Self::from_error(error),
-            Ok(Ok(response)) => match &called.stats.refusal {
-                // The host decides, whatever the component made of the refusal.
-                Some(refusal) => Conclusion::new(Verdict::Stalled(refusal.clone()), Requeue::Resync),
-                None => self.accept(&object, component, response).await,
-            },
+            (Ok(Err(error)), None) => Self::from_error(error),
+            (Ok(Ok(response)), None) => self.accept(&object, component, response).await,
         };
         conclusion.degraded = degraded;
         conclusion.identity = true;
@@ -523,7 +522,14 @@ impl KindController {
                     .await
                 {
                     Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    // 404 is usually a resource deleted meanwhile; if it is still
+                    // there, its CRD has no status subresource, which an
+                    // author must hear about rather than see nothing.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        if let Ok(Some(_)) = api.get_opt(&object.name_any()).await {
+                            tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), "cannot write status: the kind's CRD has no status subresource");
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), %error, "cannot write status")
                     }

@@ -321,6 +321,9 @@ impl Runtime {
                 keycloak_operator_api::GROUP
             )));
         }
+        if let Some(crd) = &d.crd {
+            super::crd_check::check_crd(crd).map_err(invalid)?;
+        }
         for related in &d.related_kinds {
             let key = format!("{}/{}", related.api_version, related.kind);
             if !self.settings.allowed_related_kinds.contains(&key) {

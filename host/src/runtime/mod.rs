@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod component;
+mod crd_check;
 pub mod engine;
 pub mod imports;
 pub mod model;

@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions, sum_metric};
 use keycloak_operator_e2e::registry::{LyingRegistry, RegistryOutage, manifest_bytes, push};
 use keycloak_operator_e2e::resources::{
-    apply, component_kind, delete, get, install_crds, keycloak, realm, realm_kind, wait_condition, wait_gone,
+    Declared, apply, component_kind, delete, get, install_crds, keycloak, realm, realm_kind, wait_condition, wait_gone,
     wait_ready,
 };
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, eventually, kube_client, unique_name};
@@ -36,29 +36,6 @@ fn declaration(name: &str, operator: &Operator, oci: &str, grants: &[&str], cand
         object["spec"]["rollout"] = json!({"candidate": {"oci": candidate, "mode": "Shadow"}});
     }
     object
-}
-
-/// Deletes the declaration when the test ends, also when it fails: a
-/// leftover would change which version serves in later tests.
-struct Declared {
-    name: String,
-}
-
-impl Drop for Declared {
-    fn drop(&mut self) {
-        // A client of its own: the test's runtime is not running any more.
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            if let Ok(runtime) = runtime {
-                let _ = runtime.block_on(async {
-                    let client = kube_client().await?;
-                    delete(&client, &component_kind(), "", &name).await
-                });
-            }
-        })
-        .join();
-    }
 }
 
 async fn declare(client: &Client, object: Value) -> Result<()> {

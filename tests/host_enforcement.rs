@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use keycloak_operator_e2e::admin_realm::AdminRealm;
 use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     apply, chaos_kind, condition, install_crds, intruder_kind, keycloak, realm, realm_kind, wait_condition, wait_ready,
@@ -51,80 +52,6 @@ async fn refused(client: &Client, kind: &kube::api::ApiResource, ns: &str, name:
         .to_owned())
 }
 
-struct Realm<'a> {
-    admin: &'a KeycloakAdmin,
-    name: String,
-}
-
-impl Realm<'_> {
-    async fn get(&self, path: &str) -> Result<Value> {
-        Ok(self
-            .admin
-            .get_json(&format!("/realms/{}{path}", self.name))
-            .await?
-            .unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<()> {
-        let response = self
-            .admin
-            .request(Method::POST, &format!("/realms/{}{path}", self.name), Some(&body))
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "POST {path}: {} {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
-        Ok(())
-    }
-
-    async fn id_of(&self, path: &str, query: &str, field: &str, value: &str) -> Result<String> {
-        let list = self.get(&format!("{path}?{query}")).await?;
-        list.as_array()
-            .and_then(|l| l.iter().find(|i| i[field] == value))
-            .and_then(|i| i["id"].as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("no {value} under {path}"))
-    }
-
-    async fn management(&self) -> Result<String> {
-        self.id_of("/clients", "clientId=realm-management", "clientId", "realm-management")
-            .await
-    }
-
-    async fn user(&self, username: &str) -> Result<Option<String>> {
-        let list = self.get(&format!("/users?username={username}&exact=true")).await?;
-        Ok(list
-            .as_array()
-            .and_then(|l| l.first())
-            .and_then(|u| u["id"].as_str())
-            .map(str::to_owned))
-    }
-
-    /// The realm-management roles a user holds, through every composite and group.
-    async fn administration_of(&self, username: &str) -> Result<Vec<String>> {
-        let Some(user) = self.user(username).await? else {
-            return Ok(Vec::new());
-        };
-        let management = self.management().await?;
-        let effective = self
-            .get(&format!("/users/{user}/role-mappings/clients/{management}/composite"))
-            .await?;
-        Ok(effective
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["name"].as_str().map(str::to_owned))
-            .collect())
-    }
-
-    async fn management_role(&self, name: &str) -> Result<Value> {
-        let management = self.management().await?;
-        self.get(&format!("/clients/{management}/roles/{name}")).await
-    }
-}
-
 #[tokio::test]
 async fn hostile_components_are_refused_by_the_host_and_keycloak_is_left_as_it_was() -> Result<()> {
     let client = kube_client().await?;
@@ -158,7 +85,7 @@ async fn hostile_components_are_refused_by_the_host_and_keycloak_is_left_as_it_w
     )
     .await?;
     wait_ready(&client, &realm_kind(), o, "shop").await?;
-    let kc = Realm {
+    let kc = AdminRealm {
         admin: &admin,
         name: realm_name.clone(),
     };
@@ -166,17 +93,20 @@ async fn hostile_components_are_refused_by_the_host_and_keycloak_is_left_as_it_w
     let manage_users = kc.management_role("manage-users").await?;
     let view_users = kc.management_role("view-users").await?;
     for role in ["ops-inner", "ops-bundle", "tenant-role"] {
-        kc.post("/roles", json!({"name": role})).await?;
+        kc.send(Method::POST, "/roles", json!({"name": role})).await?;
     }
-    kc.post("/roles/ops-inner/composites", json!([manage_users])).await?;
+    kc.send(Method::POST, "/roles/ops-inner/composites", json!([manage_users]))
+        .await?;
     let inner = kc.get("/roles/ops-inner").await?;
-    kc.post("/roles/ops-bundle/composites", json!([inner])).await?;
-    kc.post("/groups", json!({"name": "admins"})).await?;
+    kc.send(Method::POST, "/roles/ops-bundle/composites", json!([inner]))
+        .await?;
+    kc.send(Method::POST, "/groups", json!({"name": "admins"})).await?;
     let admins = kc
         .id_of("/groups", "search=admins&exact=true", "name", "admins")
         .await?;
     let management = kc.management().await?;
-    kc.post(
+    kc.send(
+        Method::POST,
         &format!("/groups/{admins}/role-mappings/clients/{management}"),
         json!([view_users]),
     )
@@ -208,7 +138,7 @@ async fn hostile_components_are_refused_by_the_host_and_keycloak_is_left_as_it_w
         assert_eq!(kc.administration_of(&username).await?, Vec::<String>::new(), "{name}");
     }
     assert_eq!(kc.get("/roles/tenant-role/composites").await?, json!([]));
-    let group_user = kc.user("intruder-group").await?.context("the group probe's user")?;
+    let group_user = kc.user_id("intruder-group").await?.context("the group probe's user")?;
     assert_eq!(kc.get(&format!("/users/{group_user}/groups")).await?, json!([]));
 
     // When the realm's own namespace does the same

@@ -1,5 +1,6 @@
 //! Support code shared by the end-to-end tests.
 
+pub mod admin_realm;
 pub mod bench;
 pub mod chart;
 pub mod kubelet;

@@ -25,10 +25,17 @@ pub enum Component {
     Chaos,
     /// The test-only `IntruderProbe` kind (a tenant's hostile kind).
     Intruder,
+    /// The JavaScript `KeycloakUser` extension (`extensions/keycloak-user`).
+    KeycloakUser,
+    /// The test-only JavaScript `HostileScript` kind.
+    HostileJs,
+    /// The template's `ExampleRole` kind (`components/template`).
+    Template,
 }
 
 impl Component {
-    /// The file name under `target/components/` (where `make components` puts them).
+    /// The file name under `target/components/` (where `make components`
+    /// and `make extensions` put them).
     pub fn file(self) -> &'static str {
         match self {
             Component::Keycloak => "keycloak_component.wasm",
@@ -37,6 +44,9 @@ impl Component {
             Component::RealmV2 => "realm_v2_component.wasm",
             Component::Chaos => "chaos_component.wasm",
             Component::Intruder => "intruder_component.wasm",
+            Component::KeycloakUser => "keycloak_user.wasm",
+            Component::HostileJs => "hostile_js.wasm",
+            Component::Template => "template_component.wasm",
         }
     }
 

@@ -48,6 +48,71 @@ pub fn component_kind() -> ApiResource {
     ApiResource::erase::<ReconcilerComponent>(&())
 }
 
+/// A kind of the tests' own group `test.wasmop.dev/v1`, or of another
+/// group and version: `kind("users.extensions.wasmop.dev/v1alpha1",
+/// "KeycloakUser", "keycloakusers")`.
+pub fn kind(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Installs the CRD a component describes, as an admin would:
+/// `keycloak-operator describe --crd <file> | kubectl apply -f -`, and waits
+/// until it is established.
+pub async fn install_described_crd(client: &Client, component: &std::path::Path) -> Result<String> {
+    let output = tokio::process::Command::new(crate::operator::binary())
+        .args(["describe", "--crd"])
+        .arg(component)
+        .output()
+        .await
+        .context("running keycloak-operator describe --crd")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "describe --crd {} failed: {}",
+        component.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_slice(&output.stdout).with_context(|| format!("the CRD {} describes", component.display()))?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    establish(client, &crd).await?;
+    Ok(name)
+}
+
+/// Applies a CRD and waits until the API server serves it.
+async fn establish(client: &Client, crd: &CustomResourceDefinition) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(crd))
+        .await?;
+    eventually(
+        &format!("CRD {name} to be established"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established.then_some(()))
+            }
+        },
+    )
+    .await
+}
+
 /// The test-only `ChaosProbe`.
 pub fn chaos_kind() -> ApiResource {
     ApiResource {
@@ -64,7 +129,6 @@ pub fn chaos_kind() -> ApiResource {
 pub async fn install_crds(client: &Client) -> Result<()> {
     static ONCE: OnceCell<()> = OnceCell::const_new();
     ONCE.get_or_try_init(|| async {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
         let mut files: Vec<_> = std::fs::read_dir(repo_root().join("crds"))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
@@ -74,29 +138,7 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         for file in files {
             let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(&file)?)
                 .with_context(|| format!("parsing {}", file.display()))?;
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&crd))
-                .await?;
-            eventually(
-                &format!("CRD {name} to be established"),
-                Duration::from_secs(30),
-                Duration::from_millis(200),
-                || {
-                    let api = api.clone();
-                    let name = name.clone();
-                    async move {
-                        let crd = api.get(&name).await?;
-                        let established = crd
-                            .status
-                            .and_then(|s| s.conditions)
-                            .unwrap_or_default()
-                            .iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True");
-                        Ok(established.then_some(()))
-                    }
-                },
-            )
-            .await?;
+            establish(client, &crd).await?;
         }
         // Discovery of new CRDs is eventually consistent; give it a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -354,4 +396,28 @@ pub async fn secret_data(
             .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
             .collect(),
     ))
+}
+
+/// Deletes the declaration when the test ends, also when it fails: a
+/// leftover would change which version serves in later tests.
+pub struct Declared {
+    /// The `ReconcilerComponent`'s name.
+    pub name: String,
+}
+
+impl Drop for Declared {
+    fn drop(&mut self) {
+        // A client of its own: the test's runtime is not running any more.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                let _ = runtime.block_on(async {
+                    let client = crate::testbed::kube_client().await?;
+                    delete(&client, &component_kind(), "", &name).await
+                });
+            }
+        })
+        .join();
+    }
 }

@@ -16,33 +16,19 @@ use futures::future::BoxFuture;
 use keycloak_operator::runtime::engine::{EngineSettings, RuntimeEngine};
 use keycloak_operator::runtime::imports::{CallContext, KeycloakGateway};
 use keycloak_operator::runtime::model::{
-    Capability, KeycloakError, KeycloakRequest, KeycloakResponse, ReconcileRequest, Target,
+    Capability, KeycloakError, KeycloakRequest, KeycloakResponse, ReconcileRequest,
 };
 use keycloak_operator::runtime::{LoadedComponent, Runtime, RuntimeSettings};
 use serde_json::json;
+
+mod common;
+use common::{component, components_dir, percentile_us, request_in_bench_realm};
 
 /// A measured case: its name, the component, and its Keycloak.
 type Case<'a> = (&'a str, &'a Arc<LoadedComponent>, Option<Arc<dyn KeycloakGateway>>);
 
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 20_000;
-
-fn components_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("components")
-}
-
-fn component(file: &str) -> PathBuf {
-    let path = components_dir().join(file);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make components` first",
-        path.display()
-    );
-    path
-}
 
 /// The noop built for `wasm32-wasip2` (`make bench` puts it there when that
 /// target is installed): the same code with std's WASI imports, to show what
@@ -86,16 +72,7 @@ fn realm_request() -> (ReconcileRequest, String) {
             "keycloak.wasmop.dev/owner-kind": "KeycloakRealm",
         },
     });
-    let request = ReconcileRequest {
-        parent: parent.to_string(),
-        children: vec![],
-        related: vec![],
-        target: Some(Target {
-            keycloak: "bench/sso".into(),
-            url: "http://keycloak.invalid".into(),
-            realm: Some("bench".into()),
-        }),
-    };
+    let request = request_in_bench_realm(&parent);
     (request, realm.to_string())
 }
 
@@ -107,11 +84,6 @@ async fn call(component: &LoadedComponent, request: &ReconcileRequest, gateway: 
         Ok(Ok(_)) => {}
         other => panic!("the benchmark call failed: {other:?}"),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1e6
 }
 
 async fn latency(
@@ -129,7 +101,7 @@ async fn latency(
         samples.push(started.elapsed());
     }
     samples.sort();
-    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+    (percentile_us(&samples, 0.5), percentile_us(&samples, 0.99))
 }
 
 async fn throughput(
@@ -156,7 +128,8 @@ async fn throughput(
     (threads * per_thread) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn rss_mib() -> f64 {
+/// Resident memory of this process, in MiB.
+pub fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -294,5 +267,5 @@ fn wasmtime_alone(path: &std::path::Path) -> (f64, f64) {
         })
         .collect();
     samples.sort();
-    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+    (percentile_us(&samples, 0.5), percentile_us(&samples, 0.99))
 }

@@ -13,8 +13,9 @@ use keycloak_operator_e2e::admin_realm::AdminRealm;
 use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions};
 use keycloak_operator_e2e::registry::push;
 use keycloak_operator_e2e::resources::{
-    Declared, TEST_MANAGER, apply, component_kind, condition, delete, get, install_crds, install_described_crd,
-    keycloak, kind, realm, realm_kind, wait_condition, wait_gone, wait_ready,
+    Declared, TEST_MANAGER, apply, client_kind, component_kind, condition, delete, get, install_crds,
+    install_described_crd, keycloak, keycloak_client, kind, realm, realm_kind, secret_data, wait_condition, wait_gone,
+    wait_ready,
 };
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, unique_name};
 use kube::Client;
@@ -350,5 +351,63 @@ async fn the_rust_template_serves_its_kind_from_the_registry() -> Result<()> {
     wait_gone(&client, &role_kind(), ns, "auditor", TIMEOUT).await?;
     let gone = kc.status_of("/roles/auditor").await?;
     assert_eq!(gone, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_declared_component_creates_only_the_child_kinds_its_declaration_grants() -> Result<()> {
+    let (client, namespace, operator, _realm_name, _cleanup) = a_realm("children").await?;
+    let ns = namespace.name();
+    // Given the client component, which describes v1/Secret children, published
+    let pinned = push(Component::Client, &unique_name("extensions").replace('_', "-"), "0.1.0").await?;
+    let name = unique_name("extension");
+    let (key, value) = &operator.component_label;
+    let declaration = |child_kinds: Value| {
+        json!({
+            "apiVersion": "keycloak.wasmop.dev/v1alpha1",
+            "kind": "ReconcilerComponent",
+            "metadata": {"name": name, "labels": {key: value}},
+            "spec": {"kind": "keycloak.wasmop.dev/KeycloakClient", "oci": pinned,
+                     "grants": ["keycloak-admin", "read-secrets"], "childKinds": child_kinds},
+        })
+    };
+    let components = component_kind();
+    let declaration_says = |want: &'static str| wait_condition(&client, &components, "", &name, want, TIMEOUT);
+    let refusal = |object: &Value| {
+        condition(object, "Ready")
+            .map(|c| c["message"].to_string())
+            .unwrap_or_default()
+    };
+    // When it is declared without granting that kind
+    apply(&client, &component_kind(), "", declaration(json!([]))).await?;
+    let _declared = Declared { name: name.clone() };
+    // Then it is refused, naming the kind
+    let message = refusal(&declaration_says("Ready=False/CapabilityNotGranted").await?);
+    assert!(message.contains("child kind v1/Secret"), "{message}");
+    // When the admin grants it, it serves, and a client gets its credentials Secret
+    apply(&client, &component_kind(), "", declaration(json!(["v1/Secret"]))).await?;
+    declaration_says("Ready=True/Serving").await?;
+    let app = keycloak_client("shop-app", "shop-app", "shop", None, json!({}));
+    apply(&client, &client_kind(), ns, app).await?;
+    wait_ready(&client, &client_kind(), ns, "shop-app").await?;
+    assert!(secret_data(&client, ns, "shop-app-credentials").await?.is_some());
+    // When the grant is taken away again
+    apply(&client, &component_kind(), "", declaration(json!([]))).await?;
+    // Then the declaration says what the serving version now goes without,
+    // and the client's next reconcile is refused its Secret
+    let message = refusal(&declaration_says("Ready=False/CapabilityNotGranted").await?);
+    assert!(message.contains("child kind v1/Secret"), "{message}");
+    let stalled = wait_condition(
+        &client,
+        &client_kind(),
+        ns,
+        "shop-app",
+        "Ready=False/ChildKindNotGranted",
+        TIMEOUT,
+    )
+    .await?;
+    assert!(refusal(&stalled).contains("v1/Secret"), "{stalled}");
+    delete(&client, &client_kind(), ns, "shop-app").await?;
+    wait_gone(&client, &client_kind(), ns, "shop-app", TIMEOUT).await?;
     Ok(())
 }

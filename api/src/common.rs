@@ -105,6 +105,9 @@ pub mod reasons {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// A child's name is taken by an object the resource does not control.
     pub const CHILD_CONFLICT: &str = "ChildConflict";
+    /// The component returned a child of a kind its `ReconcilerComponent`
+    /// does not grant (`spec.childKinds`).
+    pub const CHILD_KIND_NOT_GRANTED: &str = "ChildKindNotGranted";
     /// A realm-scoped resource names the master realm, which administers
     /// the whole Keycloak: only the `Keycloak` resource itself reaches it.
     pub const MASTER_REALM_REFUSED: &str = "MasterRealmRefused";

@@ -72,6 +72,14 @@ pub struct ReconcilerComponentSpec {
     #[serde(default)]
     #[schemars(length(max = 2), extend("x-kubernetes-list-type" = "set"))]
     pub grants: Vec<Grant>,
+    /// Kinds of Kubernetes objects (`apiVersion/Kind`, such as `v1/Secret`)
+    /// the component may create as children of its resources, within the
+    /// host's `runtime.allowedChildKinds`. A version that describes a child
+    /// kind not listed is refused; a kind taken away applies at once: its
+    /// children are no longer applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 4, max = 316)), extend("x-kubernetes-list-type" = "set"))]
+    pub child_kinds: Vec<String>,
     /// Memory and time limits of one call.
     #[serde(default)]
     pub limits: ComponentLimits,

@@ -214,6 +214,7 @@ async fn smallest_memory_limit(runtime: &Arc<Runtime>, path: &Path, case: &Case)
     for mib in [1, 2, 4, 6, 8, 10, 12, 16, 24, 32, 48, 64] {
         let policy = Policy {
             grants: [Capability::KeycloakAdmin, Capability::ReadSecrets].into(),
+            child_kinds: None,
             limits: CallLimits {
                 memory_bytes: mib << 20,
                 ..runtime.default_limits()

@@ -292,6 +292,15 @@ impl KindController {
         let namespace = object.namespace().unwrap_or_default();
         let uid = object.uid().unwrap_or_default();
         let name = object.name_any();
+        if let Some(kind) = ungranted_child(component, &response.children) {
+            let detail = Detail::new(
+                reasons::CHILD_KIND_NOT_GRANTED,
+                format!(
+                    "the component returned a {kind} child, a kind its ReconcilerComponent does not grant (spec.childKinds)"
+                ),
+            );
+            return Conclusion::new(Verdict::Stalled(detail), Requeue::Resync);
+        }
         let declared = &component.description.child_kinds;
         if !declared.is_empty() || !response.children.is_empty() {
             let caches = self.shared.children.ensure(declared);
@@ -540,4 +549,15 @@ impl KindController {
             events::publish(&self.shared.recorder, object, &self.resource, event).await;
         }
     }
+}
+
+/// The kind (`apiVersion/Kind`) of the first child the component may not
+/// create under its current grants. A child that is not even JSON is left
+/// to the children module, which names what is wrong with it.
+fn ungranted_child(component: &LoadedComponent, children: &[String]) -> Option<String> {
+    children.iter().find_map(|text| {
+        let child: serde_json::Value = serde_json::from_str(text).ok()?;
+        let (api_version, kind) = (child["apiVersion"].as_str()?, child["kind"].as_str()?);
+        (!component.may_create_child(api_version, kind)).then(|| format!("{api_version}/{kind}"))
+    })
 }

@@ -113,7 +113,7 @@ pub enum LoadError {
         failure: CallFailure,
     },
     /// The component asks for more than it was granted.
-    #[error("{path} asks for capabilities it was not granted: {missing}")]
+    #[error("{path} asks for what it was not granted: {missing}")]
     NotGranted {
         /// File.
         path: PathBuf,
@@ -206,6 +206,7 @@ impl Runtime {
     pub fn policy(&self, grants: impl IntoIterator<Item = Capability>) -> Policy {
         Policy {
             grants: grants.into_iter().collect(),
+            child_kinds: None,
             limits: self.default_limits(),
         }
     }
@@ -256,6 +257,7 @@ impl Runtime {
             digest: format!("sha256:{digest_hex}"),
             source: path.to_owned(),
             grants: policy.grants.clone(),
+            child_grants: policy.child_kinds.clone(),
             limits: policy.limits,
             from_cache,
             loaded_at: SystemTime::now(),
@@ -303,6 +305,11 @@ impl Runtime {
             .iter()
             .filter(|c| !loaded.grants.contains(c))
             .map(ToString::to_string)
+            .chain(
+                ungranted_child_kinds(d, loaded.child_grants.as_ref())
+                    .into_iter()
+                    .map(|kind| format!("child kind {kind}")),
+            )
             .collect();
         if !missing.is_empty() {
             return Err(LoadError::NotGranted {
@@ -402,6 +409,8 @@ pub struct LoadedComponent {
     /// Capabilities granted to it (by the configuration file or its
     /// `ReconcilerComponent`).
     pub grants: BTreeSet<Capability>,
+    /// The child kinds it was granted (`None`: any the host allows).
+    pub child_grants: Option<BTreeSet<String>>,
     /// Limits of each call.
     pub limits: CallLimits,
     /// Whether the compiled code came from the disk cache.
@@ -438,6 +447,7 @@ impl LoadedComponent {
             digest: self.digest.clone(),
             source: self.source.clone(),
             grants: policy.grants.clone(),
+            child_grants: policy.child_kinds.clone(),
             limits: policy.limits,
             from_cache: self.from_cache,
             loaded_at: SystemTime::now(),
@@ -451,18 +461,31 @@ impl LoadedComponent {
     pub fn policy(&self) -> Policy {
         Policy {
             grants: self.grants.clone(),
+            child_kinds: self.child_grants.clone(),
             limits: self.limits,
         }
     }
 
-    /// The capabilities it needs that `grants` lacks.
-    pub fn missing_grants(&self, grants: &BTreeSet<Capability>) -> Vec<Capability> {
-        self.description
+    /// What it needs that `policy` does not grant: capabilities by name,
+    /// child kinds as `child kind apiVersion/Kind`.
+    pub fn missing_grants(&self, policy: &Policy) -> Vec<String> {
+        let capabilities = self
+            .description
             .capabilities
             .iter()
-            .filter(|c| !grants.contains(c))
-            .copied()
-            .collect()
+            .filter(|c| !policy.grants.contains(c))
+            .map(ToString::to_string);
+        let child_kinds = ungranted_child_kinds(&self.description, policy.child_kinds.as_ref())
+            .into_iter()
+            .map(|kind| format!("child kind {kind}"));
+        capabilities.chain(child_kinds).collect()
+    }
+
+    /// Whether it may create children of `api_version`/`kind` now.
+    pub fn may_create_child(&self, api_version: &str, kind: &str) -> bool {
+        self.child_grants
+            .as_ref()
+            .is_none_or(|granted| granted.contains(&format!("{api_version}/{kind}")))
     }
 
     /// Identity recorded in resource status.
@@ -589,4 +612,18 @@ fn truncate(mut s: String, max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+/// The child kinds a description names that `granted` leaves out (none when
+/// everything the host allows is granted).
+fn ungranted_child_kinds(description: &Description, granted: Option<&BTreeSet<String>>) -> Vec<String> {
+    let Some(granted) = granted else {
+        return Vec::new();
+    };
+    description
+        .child_kinds
+        .iter()
+        .map(|k| format!("{}/{}", k.api_version, k.kind))
+        .filter(|key| !granted.contains(key))
+        .collect()
 }

@@ -23,6 +23,10 @@ pub struct CallLimits {
 pub struct Policy {
     /// Capabilities granted.
     pub grants: BTreeSet<Capability>,
+    /// Child kinds granted (`apiVersion/Kind`); `None` for a component the
+    /// host's own configuration names, which may create any kind the host
+    /// allows.
+    pub child_kinds: Option<BTreeSet<String>>,
     /// Limits of each call.
     pub limits: CallLimits,
 }

@@ -387,7 +387,7 @@ impl Registry {
         let previous = slot.previous()?;
         // A rollback is still a version asking for its grants: one that needs
         // more than `policy` gives is loaded (and refused) like any other.
-        if &previous.origin != origin || !previous.component.missing_grants(&policy.grants).is_empty() {
+        if &previous.origin != origin || !previous.component.missing_grants(policy).is_empty() {
             return None;
         }
         let component = if previous.component.policy() == *policy {

@@ -92,7 +92,13 @@ pub(super) struct Loader {
 }
 
 impl Loader {
-    pub(super) fn policy(&self, limits: &ComponentLimits, grants: &[Grant]) -> Result<Policy, Failure> {
+    /// What a declaration grants: capabilities, child kinds and limits.
+    pub(super) fn policy(
+        &self,
+        limits: &ComponentLimits,
+        grants: &[Grant],
+        child_kinds: &[String],
+    ) -> Result<Policy, Failure> {
         let defaults = self.registry.runtime().default_limits();
         let time = |value: &Option<String>, default: Duration, field: &str| match value {
             None => Ok(default),
@@ -101,6 +107,7 @@ impl Loader {
         };
         Ok(Policy {
             grants: grants.iter().copied().map(capability).collect::<BTreeSet<_>>(),
+            child_kinds: Some(child_kinds.iter().cloned().collect()),
             limits: CallLimits {
                 memory_bytes: limits
                     .memory_mib
@@ -128,10 +135,17 @@ impl Loader {
                 pulled
             }
         };
+        // Loaded with every grant first, so that a component for another kind
+        // is reported as that (KindMismatch), not as asking too much for this one.
+        let everything = Policy {
+            grants: [Capability::KeycloakAdmin, Capability::ReadSecrets].into(),
+            child_kinds: None,
+            limits: policy.limits,
+        };
         let component = self
             .registry
             .runtime()
-            .load_bytes(&pulled.bytes, Path::new(oci), policy)
+            .load_bytes(&pulled.bytes, Path::new(oci), &everything)
             .await
             .map_err(|e| load_failure(&e))?;
         let served = component.description.kind_key();
@@ -144,7 +158,18 @@ impl Loader {
                 ),
             ));
         }
-        Ok(Arc::new(component))
+        let missing = component.missing_grants(policy);
+        if !missing.is_empty() {
+            return Err(Failure::stalled(
+                component_reasons::CAPABILITY_NOT_GRANTED,
+                format!(
+                    "{oci} ({}) asks for what this declaration does not grant: {} (spec.grants, spec.childKinds)",
+                    component.label(),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        Ok(Arc::new(component.with_policy(policy).map_err(|e| load_failure(&e))?))
     }
 
     async fn pull(&self, pinned: &PinnedReference, pull_secret: Option<&str>) -> Result<PulledComponent, Failure> {

@@ -32,7 +32,6 @@ use crate::controller::informer::{Informer, NamespaceScope, ObjectKey};
 use crate::controller::queue::WorkQueue;
 use crate::metrics::Metrics;
 use crate::runtime::Policy;
-use crate::runtime::model::Capability;
 use crate::runtime::registry::{Origin, Refresh, Registry, Slot};
 
 /// How often a declaration's status is refreshed while nothing changes:
@@ -56,7 +55,7 @@ struct Outcome {
     /// Why the declared version does not serve, if it does not.
     serving: Option<Failure>,
     /// The serving version lacks capabilities it needs (grants taken away).
-    missing_grants: Vec<Capability>,
+    missing_grants: Vec<String>,
     /// Why the candidate does not run, if it does not.
     candidate: Option<Failure>,
 }
@@ -318,7 +317,7 @@ impl Delivery {
     async fn converge(&self, name: &str, declaration: &ReconcilerComponent) -> Outcome {
         let spec = &declaration.spec;
         let mut outcome = Outcome::default();
-        let policy = match self.loader.policy(&spec.limits, &spec.grants) {
+        let policy = match self.loader.policy(&spec.limits, &spec.grants, &spec.child_kinds) {
             Ok(policy) => policy,
             Err(failure) => {
                 outcome.serving = Some(failure);
@@ -336,7 +335,7 @@ impl Delivery {
         if let Some(slot) = self.registry.slot(&spec.kind) {
             let serving = slot.serving();
             if matches!(&serving.origin, Origin::Declared { by, .. } if by == name) {
-                outcome.missing_grants = serving.component.missing_grants(&policy.grants);
+                outcome.missing_grants = serving.component.missing_grants(&policy);
             }
         }
         let candidate = spec.rollout.as_ref().and_then(|r| r.candidate.as_ref());

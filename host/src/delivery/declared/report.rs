@@ -76,7 +76,7 @@ pub(super) fn desired_status(
                 Verdict::Stalled(Detail::new(
                     component_reasons::CAPABILITY_NOT_GRANTED,
                     format!(
-                        "{} serves {kind} without {}, which spec.grants no longer gives: its requests needing it are refused",
+                        "{} serves {kind} without {}, which spec.grants or spec.childKinds no longer give: what needs it is refused",
                         serving.component.label(),
                         outcome
                             .missing_grants

@@ -98,6 +98,11 @@ pub struct DeclaredComponentsConfig {
     /// Largest component accepted, MiB.
     #[serde(default = "defaults::max_component_mib", rename = "maxComponentMiB")]
     pub max_component_mib: u64,
+    /// Most the pulled components kept in `runtime.cacheDir/artifacts` may
+    /// take, MiB; the least recently used go first (a rollback to one of
+    /// them then pulls again).
+    #[serde(default = "defaults::store_max_mib", rename = "storeMaxMiB")]
+    pub store_max_mib: u64,
 }
 
 impl Default for DeclaredComponentsConfig {
@@ -108,6 +113,7 @@ impl Default for DeclaredComponentsConfig {
             insecure_registries: Vec::new(),
             pull_timeout: defaults::pull_timeout(),
             max_component_mib: defaults::max_component_mib(),
+            store_max_mib: defaults::store_max_mib(),
         }
     }
 }
@@ -238,6 +244,10 @@ pub struct RuntimeConfig {
     /// Where compiled components are cached.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Most the compiled components in `cache_dir` may take, MiB; the least
+    /// recently used go first.
+    #[serde(default = "defaults::cache_max_mib", rename = "cacheMaxMiB")]
+    pub cache_max_mib: u64,
     /// Use the pooling allocator when the address space allows.
     #[serde(default = "defaults::yes")]
     pub pooling: bool,
@@ -257,6 +267,7 @@ impl Default for RuntimeConfig {
             guest_time_limit: defaults::guest_time(),
             wall_time_limit: defaults::wall_time(),
             cache_dir: None,
+            cache_max_mib: defaults::cache_max_mib(),
             pooling: true,
             max_instances: defaults::max_instances(),
             allowed_child_kinds: None,
@@ -418,6 +429,12 @@ mod defaults {
     }
     pub fn max_component_mib() -> u64 {
         64
+    }
+    pub fn cache_max_mib() -> u64 {
+        1024
+    }
+    pub fn store_max_mib() -> u64 {
+        256
     }
 }
 

@@ -54,6 +54,7 @@ fn runtime_settings(config: &HostConfig) -> RuntimeSettings {
             ..EngineSettings::default()
         },
         cache_dir: r.cache_dir.clone(),
+        cache_max_bytes: r.cache_max_mib << 20,
         guest_time_limit: r.guest_time_limit,
         wall_time_limit: r.wall_time_limit,
         allowed_child_kinds: r
@@ -170,7 +171,10 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
             registry.clone(),
             metrics.clone(),
             OciClient::new(oci_settings(&config)),
-            ArtifactStore::new(config.runtime.cache_dir.as_ref().map(|dir| dir.join("artifacts"))),
+            ArtifactStore::new(
+                config.runtime.cache_dir.as_ref().map(|dir| dir.join("artifacts")),
+                config.declared_components.store_max_mib << 20,
+            ),
             shadow.clone(),
             DeliverySettings {
                 operator_namespace,

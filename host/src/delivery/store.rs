@@ -11,17 +11,20 @@ use sha2::{Digest, Sha256};
 
 use super::oci::PulledComponent;
 use crate::runtime::cache::write_atomically;
+use crate::runtime::disk_budget;
 
 /// The store; without a directory it holds nothing.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     dir: Option<PathBuf>,
+    budget_bytes: u64,
 }
 
 impl ArtifactStore {
-    /// A store in `dir` (created on first write), or none.
-    pub fn new(dir: Option<PathBuf>) -> Self {
-        ArtifactStore { dir }
+    /// A store in `dir` (created on first write) of at most `budget_bytes`,
+    /// or none.
+    pub fn new(dir: Option<PathBuf>, budget_bytes: u64) -> Self {
+        ArtifactStore { dir, budget_bytes }
     }
 
     fn paths(&self, manifest_digest: &str) -> Option<(PathBuf, PathBuf)> {
@@ -38,6 +41,7 @@ impl ArtifactStore {
         let (bytes_path, digest_path) = self.paths(manifest_digest)?;
         let layer_digest = std::fs::read_to_string(&digest_path).ok()?.trim().to_owned();
         let bytes = std::fs::read(&bytes_path).ok()?;
+        disk_budget::touch(&bytes_path);
         let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         if actual != layer_digest {
             tracing::warn!(path = %bytes_path.display(), "stored component does not match its digest; pulling it again");
@@ -54,8 +58,17 @@ impl ArtifactStore {
         };
         let written = write_atomically(&bytes_path, &component.bytes)
             .and_then(|()| write_atomically(&digest_path, component.layer_digest.as_bytes()));
-        if let Err(error) = written {
-            tracing::warn!(%error, path = %bytes_path.display(), "cannot keep the pulled component on disk");
+        match written {
+            // A pruned component loses its digest file with it at the next
+            // pruning (it is older still); either alone only costs a pull.
+            Ok(()) => {
+                if let Some(dir) = bytes_path.parent() {
+                    disk_budget::prune(dir, self.budget_bytes, &bytes_path);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, path = %bytes_path.display(), "cannot keep the pulled component on disk")
+            }
         }
     }
 }
@@ -67,7 +80,7 @@ mod tests {
     #[test]
     fn a_stored_component_comes_back_and_a_damaged_one_does_not() {
         let dir = std::env::temp_dir().join(format!("artifact-store-{}", std::process::id()));
-        let store = ArtifactStore::new(Some(dir.clone()));
+        let store = ArtifactStore::new(Some(dir.clone()), u64::MAX);
         let digest = format!("sha256:{}", "ab".repeat(32));
         let bytes = b"\0asm component".to_vec();
         let component = PulledComponent {

@@ -8,21 +8,27 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::disk_budget;
+
 /// The on-disk cache of compiled components.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
     engine_key: String,
+    budget_bytes: u64,
 }
 
 impl CompileCache {
-    /// A cache in `dir`, or none at all when `dir` is `None`.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    /// A cache in `dir` of at most `budget_bytes` (least recently used
+    /// entries go first, entries of other engines among them), or none at
+    /// all when `dir` is `None`.
+    pub fn new(engine: &Engine, dir: Option<PathBuf>, budget_bytes: u64) -> Self {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         CompileCache {
             dir,
             engine_key: format!("engine-{:016x}", hasher.finish()),
+            budget_bytes,
         }
     }
 
@@ -48,15 +54,23 @@ impl CompileCache {
                 // hash; wasmtime still checks its header and refuses a
                 // mismatched artifact, in which case we recompile.
                 match load_compiled(engine, &path) {
-                    Ok(component) => return Ok((component, true)),
+                    Ok(component) => {
+                        disk_budget::touch(&path);
+                        return Ok((component, true));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, path = %path.display(), "ignoring unusable compiled component")
                     }
                 }
             }
             let compiled = engine.precompile_component(bytes)?;
-            if let Err(error) = write_atomically(&path, &compiled) {
-                tracing::warn!(%error, path = %path.display(), "cannot write the compile cache");
+            match write_atomically(&path, &compiled) {
+                Ok(()) => {
+                    if let Some(dir) = path.parent() {
+                        disk_budget::prune(dir, self.budget_bytes, &path);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, path = %path.display(), "cannot write the compile cache"),
             }
             // SAFETY: `compiled` was produced by this engine just now.
             #[allow(unsafe_code)]
@@ -91,7 +105,7 @@ mod tests {
     #[test]
     fn cache_keys_change_with_the_digest() {
         let engine = Engine::default();
-        let cache = CompileCache::new(&engine, Some(PathBuf::from("/cache")));
+        let cache = CompileCache::new(&engine, Some(PathBuf::from("/cache")), u64::MAX);
         let a = cache.path_for("aa").expect("path");
         let b = cache.path_for("bb").expect("path");
         assert_ne!(a, b);

@@ -27,6 +27,8 @@ pub struct RuntimeSettings {
     pub engine: EngineSettings,
     /// Where compiled components are kept; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the compiled components in `cache_dir` may take.
+    pub cache_max_bytes: u64,
     /// Time a component may compute in one call (host imports excluded).
     pub guest_time_limit: Duration,
     /// Time one call may take in all, host imports included.
@@ -42,6 +44,7 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             engine: EngineSettings::default(),
             cache_dir: None,
+            cache_max_bytes: 1 << 30,
             guest_time_limit: Duration::from_secs(2),
             wall_time_limit: Duration::from_secs(120),
             allowed_child_kinds: default_child_kinds(),
@@ -178,7 +181,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine.engine);
         super::wasi::add_to_linker(&mut linker)?;
         v0_1::add_to_linker(&mut linker)?;
-        let cache = CompileCache::new(&engine.engine, settings.cache_dir.clone());
+        let cache = CompileCache::new(&engine.engine, settings.cache_dir.clone(), settings.cache_max_bytes);
         Ok(Arc::new(Runtime {
             engine,
             linker,

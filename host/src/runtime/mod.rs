@@ -5,6 +5,7 @@
 pub mod cache;
 mod component;
 mod crd_check;
+pub mod disk_budget;
 pub mod engine;
 pub mod imports;
 pub mod model;

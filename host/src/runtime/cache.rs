@@ -111,4 +111,23 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.to_string_lossy().contains(&cache.engine_key));
     }
+
+    #[test]
+    fn a_new_entry_pushes_the_least_recently_used_out_of_the_budget() {
+        // The empty component: magic, then the component layer's version.
+        let empty = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        let engine = Engine::default();
+        let dir = std::env::temp_dir().join(format!("compile-cache-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let size = engine.precompile_component(&empty).expect("compile").len() as u64;
+        let cache = CompileCache::new(&engine, Some(dir.clone()), size + size / 2);
+        let (_, cached) = cache.load_or_compile(&engine, &empty, "aa").expect("first");
+        assert!(!cached);
+        let (_, cached) = cache.load_or_compile(&engine, &empty, "aa").expect("again");
+        assert!(cached, "a second load comes from the cache");
+        cache.load_or_compile(&engine, &empty, "bb").expect("another digest");
+        let (a, b) = (cache.path_for("aa").expect("path"), cache.path_for("bb").expect("path"));
+        assert!(!a.exists() && b.exists(), "the older entry went, the new one stayed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -176,6 +176,15 @@ async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> R
         .await?
         .context("realm exists")?;
     assert_eq!(held["displayName"], "Changed while down");
+    // And the change counts as an update, not as drift: the failed reconciles
+    // during the outage recorded the new generation without applying it
+    assert_eq!(
+        operator
+            .metric("keycloak_operator_drift_corrections_total", &[])
+            .await?,
+        0.0,
+        "a spec change applied after an outage was reported as drift"
+    );
 
     for i in 0..REALMS {
         delete(&client, &realm_kind(), ns, &format!("r{i}")).await?;

@@ -83,13 +83,29 @@ impl Request {
 
     /// Whether the spec is the one last reconciled successfully; changes
     /// made in Keycloak since are then drift, not spec updates.
+    ///
+    /// `observedGeneration` alone does not say so: the host writes it after
+    /// a failed reconcile too (Keycloak down, say), so a spec changed during
+    /// an outage would look reconciled. The Ready condition must also be
+    /// True for this generation.
     pub fn spec_unchanged_since_last_reconcile(&self) -> bool {
         let generation = self.parent.pointer("/metadata/generation").and_then(Value::as_i64);
         let observed = self
             .parent
             .pointer("/status/observedGeneration")
             .and_then(Value::as_i64);
-        generation.is_some() && generation == observed
+        let ready_for_it = self
+            .parent
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["type"] == "Ready"
+                    && c["status"] == "True"
+                    && c["observedGeneration"].as_i64().is_none_or(|g| Some(g) == generation)
+            });
+        generation.is_some() && generation == observed && ready_for_it
     }
 
     /// The first related object of the given kind.
@@ -121,5 +137,44 @@ impl Request {
         self.children
             .iter()
             .filter(move |o| o.get("kind").and_then(Value::as_str) == Some(kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::Request;
+
+    fn request(generation: i64, status: Value) -> Request {
+        Request {
+            parent: json!({"metadata": {"generation": generation}, "status": status}),
+            children: vec![],
+            related: vec![],
+            target: None,
+        }
+    }
+
+    fn ready(status: &str, generation: i64) -> Value {
+        json!({"observedGeneration": generation, "conditions": [
+            {"type": "Ready", "status": status, "observedGeneration": generation}]})
+    }
+
+    #[test]
+    fn the_spec_is_unchanged_only_when_it_was_reconciled_successfully() {
+        assert!(request(2, ready("True", 2)).spec_unchanged_since_last_reconcile());
+        assert!(
+            !request(3, ready("True", 2)).spec_unchanged_since_last_reconcile(),
+            "a new generation"
+        );
+        // The host records a generation after a failed reconcile too.
+        assert!(
+            !request(2, ready("False", 2)).spec_unchanged_since_last_reconcile(),
+            "a failed reconcile"
+        );
+        assert!(
+            !request(1, json!(null)).spec_unchanged_since_last_reconcile(),
+            "never reconciled"
+        );
     }
 }

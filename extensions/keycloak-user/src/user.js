@@ -134,10 +134,16 @@ export function readSpec(parent) {
   };
 }
 
+// Like the Rust SDK: observedGeneration is written after a failed reconcile
+// too, so the Ready condition must also be True for this generation.
 function specUnchangedSinceLastReconcile(parent) {
   const generation = parent.metadata && parent.metadata.generation;
-  const observed = parent.status && parent.status.observedGeneration;
-  return typeof generation === 'number' && generation === observed;
+  const status = parent.status || {};
+  const conditions = Array.isArray(status.conditions) ? status.conditions : [];
+  const readyForIt = conditions.some(
+    (c) => c.type === 'Ready' && c.status === 'True' && (c.observedGeneration === undefined || c.observedGeneration === generation),
+  );
+  return typeof generation === 'number' && generation === status.observedGeneration && readyForIt;
 }
 
 // ---- the response ---------------------------------------------------------

@@ -67,15 +67,22 @@ export function host({ keycloak, secrets = {} }) {
   };
 }
 
-/** A KeycloakUser as the host passes it. */
-export function resource(spec, { uid = 'uid-1', name = 'alice', namespace = 'team-a', generation = 1, observedGeneration } = {}) {
+/**
+ * A KeycloakUser as the host passes it. With `observedGeneration`, its status
+ * says that generation was reconciled: Ready unless `ready` is false (a
+ * failed reconcile, which the host also records).
+ */
+export function resource(spec, { uid = 'uid-1', name = 'alice', namespace = 'team-a', generation = 1, observedGeneration, ready = true } = {}) {
   const parent = {
     apiVersion: 'users.extensions.wasmop.dev/v1alpha1',
     kind: 'KeycloakUser',
     metadata: { name, namespace, uid, generation },
     spec: { realmRef: { name: 'shop' }, ...spec },
   };
-  if (observedGeneration !== undefined) parent.status = { observedGeneration };
+  if (observedGeneration !== undefined) {
+    const condition = { type: 'Ready', status: ready ? 'True' : 'False', observedGeneration };
+    parent.status = { observedGeneration, conditions: [condition] };
+  }
   return {
     parent: JSON.stringify(parent),
     children: [],

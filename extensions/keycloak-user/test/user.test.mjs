@@ -119,6 +119,15 @@ test('changes made in Keycloak are put back and reported as drift', () => {
   assert.equal(keycloak.passwords.get(user.id).value, PASSWORD);
 });
 
+test('a spec changed while the last reconcile failed is an update, not drift', () => {
+  const { h } = bed();
+  converged(h, { username: 'bob', firstName: 'Bob' });
+  // The host recorded generation 2 when its reconcile failed (Keycloak was down).
+  const out = converged(h, { username: 'bob', firstName: 'Robert' }, { generation: 2, observedGeneration: 2, ready: false });
+  assert.deepEqual(out.driftCorrected, []);
+  assert.deepEqual(out.events.map((e) => e.reason), ['UserUpdated']);
+});
+
 test('an attribute Keycloak does not keep stalls the resource instead of being rewritten for ever', () => {
   const { h } = bed();
   const out = h.reconcile(resource({ username: 'alice', attributes: { locale: ['en'] } }));

@@ -75,7 +75,7 @@ impl ShadowGateway {
         };
         let changes = match (&request.method, after) {
             (Method::Delete, _) | (_, None) => Vec::new(),
-            (_, Some(after)) => diff(before.as_ref(), &after),
+            (_, Some(after)) => diff(&request.route, before.as_ref(), &after),
         };
         {
             let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -164,16 +164,20 @@ fn shorten(mut text: String) -> String {
     text
 }
 
-/// What writing `after` changes, one line per field: `+` a field Keycloak
-/// does not hold, `~` a field whose value changes. Fields the body leaves
-/// out are not listed: Keycloak's updates keep them.
-pub fn diff(before: Option<&Value>, after: &Value) -> Vec<String> {
+/// What writing `after` to `route` changes, one line per field: `+` a
+/// field Keycloak does not hold, `~` a field whose value changes. Fields the
+/// body leaves out are not listed: Keycloak's updates keep them. A field
+/// whose name says it holds a secret is redacted, and so is every field of a
+/// write to a route that does (`/users/{id}/reset-password` takes the
+/// password as `value`).
+pub fn diff(route: &str, before: Option<&Value>, after: &Value) -> Vec<String> {
+    let secret_route = route.split('/').any(secret_field);
     let mut old = BTreeMap::new();
     if let Some(before) = before {
-        leaves(before, String::new(), false, &mut old);
+        leaves(before, String::new(), secret_route, &mut old);
     }
     let mut new = BTreeMap::new();
-    leaves(after, String::new(), false, &mut new);
+    leaves(after, String::new(), secret_route, &mut new);
     let mut changes = Vec::new();
     let mut more = 0;
     for (pointer, value) in &new {
@@ -286,10 +290,10 @@ mod tests {
         let before = json!({"displayName": "Shop", "enabled": true, "attributes": {"a": "1"}, "untouched": 5});
         let after = json!({"displayName": "The shop", "enabled": true, "attributes": {"a": "1", "b": "2"}});
         assert_eq!(
-            diff(Some(&before), &after),
+            diff("/realms/{realm}", Some(&before), &after),
             vec![r#"+ /attributes/b: "2""#, r#"~ /displayName: "Shop" -> "The shop""#]
         );
-        assert!(diff(Some(&before), &json!({"enabled": true})).is_empty());
+        assert!(diff("/realms/{realm}", Some(&before), &json!({"enabled": true})).is_empty());
     }
 
     #[test]
@@ -301,7 +305,7 @@ mod tests {
             "smtpServer": {"password": "mail-pass", "host": "smtp"},
             "config": {"bindCredential": ["ldap-pass"], "clientSecret": "idp-secret"},
         });
-        let text = diff(None, &after).join("\n");
+        let text = diff("/realms/{realm}/clients", None, &after).join("\n");
         for secret in ["s3cr3t", "hunter2", "mail-pass", "ldap-pass", "idp-secret"] {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
@@ -311,9 +315,17 @@ mod tests {
     }
 
     #[test]
+    fn every_field_of_a_write_to_a_secret_route_is_redacted() {
+        let after = json!({"type": "password", "value": "hunter2", "temporary": false});
+        let text = diff("/realms/{realm}/users/{id}/reset-password", None, &after).join("\n");
+        assert!(!text.contains("hunter2"), "the password leaked into {text}");
+        assert!(text.contains("/value"), "the field is still listed: {text}");
+    }
+
+    #[test]
     fn long_diffs_are_cut() {
         let after = Value::Object((0..40).map(|i| (format!("f{i:02}"), json!(i))).collect());
-        let changes = diff(None, &after);
+        let changes = diff("/realms/{realm}", None, &after);
         assert_eq!(changes.len(), CHANGES_PER_WRITE + 1);
         assert_eq!(changes.last().map(String::as_str), Some("… and 20 more"));
     }

@@ -2,6 +2,7 @@
 //! digest, a fresh store per call, deadlines and memory caps per call, and a
 //! registry that swaps component versions atomically.
 
+mod admission;
 pub mod cache;
 mod component;
 mod crd_check;
@@ -14,8 +15,6 @@ pub mod store;
 mod wasi;
 mod wit_v0_1;
 
-pub use component::{
-    CallFailure, CallLimits, Called, LoadError, LoadedComponent, Policy, Runtime, RuntimeSettings, default_child_kinds,
-    default_related_kinds,
-};
+pub use admission::{default_child_kinds, default_related_kinds};
+pub use component::{CallFailure, CallLimits, Called, LoadError, LoadedComponent, Policy, Runtime, RuntimeSettings};
 pub mod registry;

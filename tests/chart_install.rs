@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use client_common::client_credentials_grant;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use keycloak_operator_e2e::bench::writes;
 use keycloak_operator_e2e::chart::{ReadyWatch, Release, chart_dir, expressions, image, metric_names, quickstart};
 use keycloak_operator_e2e::operator::sum_metric;
 use keycloak_operator_e2e::resources::{
@@ -338,14 +339,6 @@ fn previous_release() -> Result<(std::path::PathBuf, Vec<String>)> {
         ),
     ];
     Ok((chart, values))
-}
-
-fn writes(metrics: &str) -> f64 {
-    ["PUT", "POST", "DELETE"]
-        .iter()
-        .map(|m| sum_metric(metrics, "keycloak_operator_keycloak_requests_total", &[("method", m)]))
-        .sum::<f64>()
-        + 0.0
 }
 
 #[tokio::test]

@@ -22,6 +22,9 @@ fn probe(name: &str, mode: &str, realm_name: &str, children: &[&str]) -> Value {
     })
 }
 
+/// How the chaos component misbehaves, one resource each.
+const MODES: [&str; 6] = ["loop", "allocate", "trap", "escape", "climb", "malformed"];
+
 fn options(ns: &str) -> OperatorOptions {
     let mut options = OperatorOptions::standard(&[ns]);
     options.components.push((Component::Chaos, &["keycloak-admin"]));
@@ -39,10 +42,12 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
     let operator = Operator::start(&options(ns)).await?;
     let admin = KeycloakAdmin::connect().await?;
 
-    // Given components that loop, hoard memory, panic, and rewrite the master realm
+    // Given components that loop, hoard memory, panic, rewrite the master
+    // realm (directly, or climbing out of their own with `..` values), and
+    // answer with a condition no API server accepts
     let target = unique_name("chaos-target");
     // (each naming a realm of its own: one realm has one owner)
-    for mode in ["loop", "allocate", "trap", "escape"] {
+    for mode in MODES {
         apply(
             &client,
             &chaos_kind(),
@@ -68,6 +73,8 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
         ("allocate", "ComponentOutOfMemory", "memory limit"),
         ("trap", "ComponentTrapped", "deliberate panic"),
         ("escape", "ScopeViolation", "master"),
+        ("climb", "ScopeViolation", "dot segment"),
+        ("malformed", "InvalidComponentOutput", "condition type \"not a type!\""),
     ];
     for (probe, reason, words) in expectations {
         let object = wait_condition(
@@ -94,22 +101,27 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
     // And the realm component kept serving: the realm is Ready and exists
     wait_ready(&client, &realm_kind(), ns, "bystander").await?;
     assert!(admin.get_json(&format!("/realms/{name}")).await?.is_some());
-    // And the master realm was never written on the escaping component's behalf
-    // (it did send the PUT; the host refused it before it left)
-    assert_eq!(
-        operator
-            .metric(
-                "keycloak_operator_keycloak_requests_total",
-                &[("route", "/realms/{realm}"), ("method", "PUT")]
-            )
-            .await?,
-        0.0
-    );
+    // And the master realm was never written on the escaping components' behalf
+    // (they did send their PUTs; the host refused them before they left)
+    for route in ["/realms/{realm}", "/realms/{realm}/users/{a}/{b}/{c}"] {
+        assert_eq!(
+            operator
+                .metric(
+                    "keycloak_operator_keycloak_requests_total",
+                    &[("route", route), ("method", "PUT")]
+                )
+                .await?,
+            0.0,
+            "{route}"
+        );
+    }
+    let master = admin.get_json("/realms/master").await?.unwrap_or_default();
+    assert_ne!(master["displayName"], json!("hijacked"));
     // And the host is healthy
     let health = reqwest::get(format!("{}/healthz", operator.http)).await?;
     assert!(health.status().is_success());
 
-    for mode in ["loop", "allocate", "trap", "escape"] {
+    for mode in MODES {
         delete(&client, &chaos_kind(), ns, mode).await?;
     }
     delete(&client, &realm_kind(), ns, "bystander").await?;

@@ -173,18 +173,7 @@ async fn a_spec_change_is_applied_and_steady_state_sends_no_writes() -> Result<(
     assert_eq!(held["accessTokenLifespan"], 600);
 
     // And with nothing to change, resyncs only read
-    let writes = |text: &str| -> f64 {
-        ["PUT", "POST", "DELETE"]
-            .iter()
-            .map(|m| {
-                keycloak_operator_e2e::operator::sum_metric(
-                    text,
-                    "keycloak_operator_keycloak_requests_total",
-                    &[("method", m)],
-                )
-            })
-            .sum()
-    };
+    let writes = keycloak_operator_e2e::bench::writes;
     let reads = |text: &str| {
         keycloak_operator_e2e::operator::sum_metric(
             text,

@@ -80,6 +80,16 @@ impl<'a> Preparation<'a> {
     }
 }
 
+/// A resource a capability asks to be looked at again: something it watches
+/// outside Kubernetes (Keycloak's admin events) changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nudge {
+    /// Its kind, `group/Kind`.
+    pub kind: String,
+    /// The resource.
+    pub key: ObjectKey,
+}
+
 /// A host capability.
 pub trait HostCapability: Send + Sync {
     /// The caches reconciles of a kind read through this capability: the
@@ -102,6 +112,15 @@ pub trait HostCapability: Send + Sync {
 
     /// A kind is no longer served.
     fn kind_stopped(&self, _kind: &str) {}
+
+    /// Resources to look at again because of changes only this capability
+    /// sees; each controller takes those of its kind.
+    fn nudges(&self) -> Option<tokio::sync::broadcast::Receiver<Nudge>> {
+        None
+    }
+
+    /// The resource `key` of `kind` is gone: forget what was kept about it.
+    fn departed(&self, _kind: &str, _key: &ObjectKey) {}
 
     /// Prepares one call: adds what this capability gives the component to
     /// `call`, or refuses the resource.

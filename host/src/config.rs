@@ -20,8 +20,8 @@ pub struct HostConfig {
     /// Namespaces to watch; all when empty.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Every resource is reconciled at least this often, which detects and
-    /// reverts drift made in Keycloak.
+    /// Every resource is reconciled at least this often: the safety net for
+    /// drift that Keycloak's admin events do not show.
     #[serde(default = "defaults::resync", with = "duration")]
     pub resync_period: Duration,
     /// Reconciles running at once per kind.
@@ -211,6 +211,14 @@ pub struct KeycloakConfig {
     /// are expensive for Keycloak).
     #[serde(default = "defaults::max_concurrent_writes")]
     pub max_concurrent_writes: usize,
+    /// How often each realm's admin events are read to catch changes made
+    /// outside the operator; `0s` leaves drift to the resync.
+    #[serde(default = "defaults::drift_poll", with = "duration")]
+    pub drift_poll_interval: Duration,
+    /// How long Keycloak keeps admin events in realms where the operator
+    /// turns them on (a retention already set stands).
+    #[serde(default = "defaults::admin_events_retention", with = "duration")]
+    pub admin_events_retention: Duration,
 }
 
 impl Default for KeycloakConfig {
@@ -224,6 +232,8 @@ impl Default for KeycloakConfig {
             burst: defaults::burst(),
             max_in_flight: defaults::max_in_flight(),
             max_concurrent_writes: defaults::max_concurrent_writes(),
+            drift_poll_interval: defaults::drift_poll(),
+            admin_events_retention: defaults::admin_events_retention(),
         }
     }
 }
@@ -353,8 +363,16 @@ impl HostConfig {
 mod defaults {
     use std::time::Duration;
 
+    /// Long: admin events bring drift within seconds; the resync only
+    /// catches what they do not show.
     pub fn resync() -> Duration {
-        Duration::from_secs(300)
+        Duration::from_secs(30 * 60)
+    }
+    pub fn drift_poll() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn admin_events_retention() -> Duration {
+        Duration::from_secs(24 * 60 * 60)
     }
     pub fn workers() -> usize {
         8

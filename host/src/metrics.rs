@@ -25,6 +25,13 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     /// Managed fields found drifted in Keycloak and reverted, by kind.
     pub drift_corrections: IntCounterVec,
+    /// Reconciles that ended in a panic of the host's own code, by kind.
+    pub reconcile_panics: IntCounterVec,
+    /// Keycloak admin events read, by instance and whether the operator
+    /// made the change (`operator`) or someone else (`other`).
+    pub admin_events: IntCounterVec,
+    /// Resources requeued because an admin event changed their objects, by kind.
+    pub drift_requeues: IntCounterVec,
     /// Keycloak requests by instance, method, route template and status code.
     pub keycloak_requests: IntCounterVec,
     /// Keycloak request duration by instance, method and route template.
@@ -125,6 +132,24 @@ impl Metrics {
                 "Drifted managed fields reverted",
                 &["kind"],
             ),
+            reconcile_panics: counter(
+                &registry,
+                "reconcile_panics_total",
+                "Reconciles ended by a panic in the host (a bug); the resource is retried with backoff",
+                &["kind"],
+            ),
+            admin_events: counter(
+                &registry,
+                "keycloak_admin_events_total",
+                "Keycloak admin events read to catch drift, by who made the change",
+                &["keycloak", "source"],
+            ),
+            drift_requeues: counter(
+                &registry,
+                "drift_requeues_total",
+                "Resources requeued because an admin event changed their Keycloak objects",
+                &["kind"],
+            ),
             keycloak_requests: counter(
                 &registry,
                 "keycloak_requests_total",
@@ -214,6 +239,8 @@ impl Metrics {
         self.reconcile_duration.with_label_values(&[kind]);
         self.reconcile_keycloak_duration.with_label_values(&[kind]);
         self.drift_corrections.with_label_values(&[kind]);
+        self.reconcile_panics.with_label_values(&[kind]);
+        self.drift_requeues.with_label_values(&[kind]);
         for result in ["loaded", "failed"] {
             self.component_loads.with_label_values(&[kind, result]);
         }

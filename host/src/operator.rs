@@ -26,6 +26,7 @@ use crate::controller::{ControllerSettings, KindController, Shared};
 use crate::delivery::{ArtifactStore, Delivery, DeliverySettings, OciClient, OciSettings, ShadowReports};
 use crate::http::{self, Health};
 use crate::keycloak::access::KeycloakAccess;
+use crate::keycloak::drift_watch::{DriftSettings, DriftWatch};
 use crate::keycloak::placement::References;
 use crate::keycloak::{CircuitSettings, KeycloakPool, KeycloakSettings};
 use crate::leader::Election;
@@ -294,7 +295,18 @@ impl Leadership {
         let shared = Arc::new(Shared {
             client: context.client.clone(),
             capabilities: vec![
-                Arc::new(KeycloakAccess::new(context.keycloak.clone(), references)) as Arc<dyn HostCapability>,
+                Arc::new(KeycloakAccess::new(
+                    context.keycloak.clone(),
+                    references,
+                    DriftWatch::new(
+                        DriftSettings {
+                            poll_interval: context.config.keycloak.drift_poll_interval,
+                            retention: context.config.keycloak.admin_events_retention,
+                        },
+                        context.metrics.clone(),
+                        cancel.clone(),
+                    ),
+                )) as Arc<dyn HostCapability>,
                 Arc::new(SecretAccess::new(context.client.clone())),
             ],
             metrics: context.metrics.clone(),

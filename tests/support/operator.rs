@@ -218,7 +218,10 @@ impl Operator {
             .arg("--identity")
             .arg(dir.file_name().and_then(|n| n.to_str()).unwrap_or("operator"))
             .env("KUBECONFIG", &testbed().kubeconfig)
-            .env("RUST_LOG", "info,keycloak_operator=debug,kube=warn")
+            .env(
+                "RUST_LOG",
+                "info,keycloak_operator=debug,keycloak_operator::keycloak::drift_watch=trace,kube=warn",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

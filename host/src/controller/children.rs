@@ -372,6 +372,100 @@ mod tests {
         assert!(prepare(&parent(), &[config_map()], elsewhere).is_err());
     }
 
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Map;
+
+        use super::*;
+
+        fn text() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<i64>().prop_map(Value::from),
+                "\\PC{0,300}".prop_map(Value::from),
+                Just(json!({"nested": [1, {"x": null}]})),
+            ]
+        }
+
+        fn field(known: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                Just(None),
+                proptest::sample::select(known).prop_map(|k| Some(json!(k))),
+                text().prop_map(Some),
+            ]
+        }
+
+        fn child() -> impl Strategy<Value = String> {
+            let metadata = (
+                field(&["c", "", "kube-system"]),
+                field(&["ns", "kube-system", "default", ""]),
+                field(&["x"]),
+                prop_oneof![
+                    Just(None),
+                    text().prop_map(Some),
+                    Just(Some(json!([{"uid": "other", "controller": true}])))
+                ],
+            )
+                .prop_map(|(name, namespace, labels, owners)| {
+                    let mut m = Map::new();
+                    for (key, value) in [
+                        ("name", name),
+                        ("namespace", namespace),
+                        ("labels", labels),
+                        ("ownerReferences", owners),
+                    ] {
+                        if let Some(value) = value {
+                            m.insert(key.into(), value);
+                        }
+                    }
+                    Value::Object(m)
+                });
+            let object = (
+                field(&["v1", "apps/v1", "rbac.authorization.k8s.io/v1"]),
+                field(&["ConfigMap", "Secret", "ClusterRoleBinding", "Namespace"]),
+                prop_oneof![metadata.boxed(), text().boxed()],
+            )
+                .prop_map(|(api_version, kind, metadata)| {
+                    let mut o = Map::new();
+                    for (key, value) in [
+                        ("apiVersion", api_version),
+                        ("kind", kind),
+                        ("metadata", Some(metadata)),
+                    ] {
+                        if let Some(value) = value {
+                            o.insert(key.into(), value);
+                        }
+                    }
+                    Value::Object(o).to_string()
+                });
+            prop_oneof![4 => object, 1 => "\\PC{0,200}"]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+
+            /// Whatever a component returns as a child, the host either
+            /// refuses it or applies it in the parent's namespace, as a
+            /// declared kind, controlled by the parent alone.
+            #[test]
+            fn no_child_escapes_its_parent(text in child()) {
+                let Ok((kind, object)) = prepare(&parent(), &[config_map()], &text) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(kind, config_map());
+                prop_assert_eq!(&object["apiVersion"], "v1");
+                prop_assert_eq!(&object["kind"], "ConfigMap");
+                prop_assert_eq!(&object["metadata"]["namespace"], "ns");
+                prop_assert_eq!(
+                    &object["metadata"]["ownerReferences"],
+                    &json!([{"apiVersion": "example.dev/v1", "kind": "Thing", "name": "t", "uid": "u1", "controller": true, "blockOwnerDeletion": true}])
+                );
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                prop_assert!(!name.is_empty() && name.len() <= 253);
+            }
+        }
+    }
+
     #[test]
     fn api_resources_split_group_and_version() {
         let deployment = KindRef {

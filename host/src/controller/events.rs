@@ -7,8 +7,14 @@ use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Reco
 
 use crate::runtime::model::{Event, EventType};
 
+/// The first `max` bytes of `text`, cut at a character boundary: the API
+/// server counts an Event's note in bytes.
 fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Records one event on `object`. Failing to record is logged, never fatal.
@@ -26,5 +32,19 @@ pub async fn publish(recorder: &Recorder, object: &DynamicObject, resource: &Api
     };
     if let Err(error) = recorder.publish(&kube_event, &reference).await {
         tracing::warn!(%error, reason = %event.reason, "cannot record event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clips_to_bytes_at_a_character_boundary() {
+        let note = "ü".repeat(1000);
+        let clipped = clip(&note, 1024);
+        assert_eq!(clipped.len(), 1024);
+        assert_eq!(clip("aü", 2), "a", "never half a character");
+        assert_eq!(clip("short", 1024), "short");
     }
 }

@@ -6,11 +6,14 @@ pub(crate) mod backoff;
 pub mod children;
 mod events;
 pub mod informer;
+mod output;
+mod publish;
 pub(crate) mod queue;
 mod reconcile;
 mod rehearsal;
 pub mod selector;
 pub mod status;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +29,7 @@ use self::backoff::Backoff;
 use self::children::ChildCaches;
 use self::informer::{Change, Informer, NamespaceScope, ObjectKey};
 use self::queue::WorkQueue;
-use crate::capability::HostCapability;
+use crate::capability::{HostCapability, Nudge};
 use crate::delivery::ShadowReports;
 use crate::metrics::Metrics;
 use crate::runtime::registry::{Registry, RegistryEvent, Slot};
@@ -176,6 +179,9 @@ impl KindController {
             for (capability, informer) in watched {
                 feeders.spawn(controller.clone().feed_from_capability(capability, informer));
             }
+            for nudges in controller.shared.capabilities.iter().filter_map(|c| c.nudges()) {
+                feeders.spawn(controller.clone().feed_from_nudges(nudges));
+            }
             let mut workers = JoinSet::new();
             for _ in 0..controller.shared.settings.workers.max(1) {
                 workers.spawn(controller.clone().work());
@@ -306,18 +312,46 @@ impl KindController {
         }
     }
 
-    async fn work(self: Arc<Self>) {
-        while let Some(key) = self.queue.next().await {
-            self.shared
-                .metrics
-                .queue_depth
-                .with_label_values(&[&self.kind])
-                .set(self.queue.depth() as i64);
-            let requeue = self.reconcile(&key).await;
-            self.queue.done(&key);
-            if let Some(delay) = requeue {
-                self.queue.add_after(key, delay);
+    /// A capability saw a resource's objects change outside Kubernetes (an
+    /// admin event in Keycloak): only that resource is looked at again.
+    async fn feed_from_nudges(self: Arc<Self>, mut nudges: tokio::sync::broadcast::Receiver<Nudge>) {
+        loop {
+            match nudges.recv().await {
+                Ok(nudge) if nudge.kind == self.kind => {
+                    if self.parent.get(&nudge.key).is_some() {
+                        self.shared
+                            .metrics
+                            .drift_requeues
+                            .with_label_values(&[&self.kind])
+                            .inc();
+                        self.queue.add(nudge.key);
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => self.enqueue_all(),
+                Err(RecvError::Closed) => return,
             }
         }
+    }
+
+    async fn work(self: Arc<Self>) {
+        let this = &self;
+        worker::run(
+            &self.queue,
+            |key| async move {
+                this.shared
+                    .metrics
+                    .queue_depth
+                    .with_label_values(&[&this.kind])
+                    .set(this.queue.depth() as i64);
+                this.reconcile(&key).await
+            },
+            |key, message| {
+                this.shared.metrics.reconcile_panics.with_label_values(&[&this.kind]).inc();
+                tracing::error!(kind = %this.kind, resource = %key, panic = message, "the host panicked while reconciling; retrying with backoff");
+                this.backoff.failed(key)
+            },
+        )
+        .await
     }
 }

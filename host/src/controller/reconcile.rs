@@ -12,9 +12,9 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::children::{self, Parent, SyncError};
-use super::events;
 use super::informer::ObjectKey;
-use super::status::{self, StatusInput, Verdict};
+use super::output;
+use super::status::Verdict;
 use super::{FIELD_MANAGER, FINALIZER, KindController};
 use crate::capability::{Preparation, Refusal};
 use crate::runtime::imports::{CallContext, CallStats};
@@ -50,13 +50,13 @@ pub(super) struct Prepared {
 }
 
 /// What one reconcile concluded.
-struct Conclusion {
-    verdict: Verdict,
-    degraded: Option<Detail>,
-    fields: Option<Map<String, Value>>,
-    identity: bool,
-    events: Vec<Event>,
-    extra: Vec<Condition>,
+pub(super) struct Conclusion {
+    pub(super) verdict: Verdict,
+    pub(super) degraded: Option<Detail>,
+    pub(super) fields: Option<Map<String, Value>>,
+    pub(super) identity: bool,
+    pub(super) events: Vec<Event>,
+    pub(super) extra: Vec<Condition>,
     requeue: Requeue,
 }
 
@@ -88,7 +88,7 @@ fn has_finalizer(object: &DynamicObject) -> bool {
 }
 
 impl KindController {
-    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+    pub(super) fn api(&self, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(self.shared.client.clone(), namespace, &self.resource)
     }
 
@@ -97,6 +97,9 @@ impl KindController {
         let Some(object) = self.parent.get(key) else {
             self.backoff.reset(key);
             self.shared.shadow.forget(&self.kind, &key.to_string());
+            for capability in &self.shared.capabilities {
+                capability.departed(&self.kind, key);
+            }
             return None;
         };
         let component = self.slot.current();
@@ -254,12 +257,26 @@ impl KindController {
                 tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(&object), component = %component.label(), %failure, "component failed");
                 Conclusion::new(Verdict::Stalled(failure_detail(&failure)), Requeue::Backoff)
             }
-            (Ok(Err(error)), None) => Self::from_error(error),
-            (Ok(Ok(response)), None) => self.accept(&object, component, response).await,
+            (Ok(Err(error)), None) => match output::check_error(&error) {
+                Ok(()) => Self::from_error(error),
+                Err(invalid) => Self::invalid_output(invalid),
+            },
+            (Ok(Ok(response)), None) => match output::check(&response) {
+                Ok(()) => self.accept(&object, component, response).await,
+                Err(invalid) => Self::invalid_output(invalid),
+            },
         };
         conclusion.degraded = degraded;
         conclusion.identity = true;
         (conclusion, called.stats)
+    }
+
+    /// Nothing of an answer the host will not apply is written; it is
+    /// retried with backoff, since a component may fail like this only for
+    /// some inputs.
+    fn invalid_output(invalid: output::InvalidOutput) -> Conclusion {
+        let detail = Detail::new(reasons::INVALID_COMPONENT_OUTPUT, invalid.to_string());
+        Conclusion::new(Verdict::Stalled(detail), Requeue::Backoff)
     }
 
     fn from_error(error: ReconcileError) -> Conclusion {
@@ -425,7 +442,14 @@ impl KindController {
                                 Verdict::Progressing(Detail::new("Deleting", "cleanup finished")),
                                 Requeue::Never,
                             );
-                            c.events = response.events;
+                            // The cleanup is done: Events the API server would
+                            // refuse are dropped rather than holding it up.
+                            match output::check_events(&response.events) {
+                                Ok(()) => c.events = response.events,
+                                Err(invalid) => {
+                                    tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), %invalid, "dropped the cleanup's Events")
+                                }
+                            }
                             c
                         }
                         Ok(Err(ReconcileError::Transient(detail))) => {
@@ -478,75 +502,6 @@ impl KindController {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(error),
-        }
-    }
-
-    /// Writes the status (only when it changed) and records the Events.
-    async fn publish(
-        &self,
-        object: &DynamicObject,
-        generation: Option<i64>,
-        component: &LoadedComponent,
-        conclusion: Conclusion,
-    ) {
-        let current = object.data.get("status");
-        let previous_reason = status::current_ready_reason(current);
-        let deleting = object.metadata.deletion_timestamp.is_some();
-        let mut events = conclusion.events;
-        if !matches!(conclusion.verdict, Verdict::Ready(_) | Verdict::Progressing(_))
-            && previous_reason.as_deref() != Some(conclusion.verdict.detail().reason.as_str())
-        {
-            // One Warning per change of reason, not one per retry.
-            let detail = conclusion.verdict.detail();
-            events.push(Event {
-                event_type: EventType::Warning,
-                reason: detail.reason.clone(),
-                action: "Reconcile".into(),
-                message: detail.message.clone(),
-            });
-        }
-        if !deleting || !matches!(conclusion.verdict, Verdict::Progressing(_)) {
-            let desired = status::desired(
-                StatusInput {
-                    verdict: &conclusion.verdict,
-                    degraded: conclusion.degraded,
-                    extra: &conclusion.extra,
-                    generation,
-                    identity: conclusion.identity.then(|| component.identity()),
-                    fields: conclusion.fields,
-                    current,
-                },
-                &status::now(),
-            );
-            if current != Some(&desired) {
-                let patch = json!({
-                    "apiVersion": self.resource.api_version,
-                    "kind": self.resource.kind,
-                    "status": desired,
-                });
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                let api = self.api(&object.namespace().unwrap_or_default());
-                match api
-                    .patch_status(&object.name_any(), &params, &Patch::Apply(&patch))
-                    .await
-                {
-                    Ok(_) => {}
-                    // 404 is usually a resource deleted meanwhile; if it is still
-                    // there, its CRD has no status subresource, which an
-                    // author must hear about rather than see nothing.
-                    Err(kube::Error::Api(status)) if status.code == 404 => {
-                        if let Ok(Some(_)) = api.get_opt(&object.name_any()).await {
-                            tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), "cannot write status: the kind's CRD has no status subresource");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(kind = %self.kind, resource = %ObjectKey::of(object), %error, "cannot write status")
-                    }
-                }
-            }
-        }
-        for event in &events {
-            events::publish(&self.shared.recorder, object, &self.resource, event).await;
         }
     }
 }

@@ -10,8 +10,9 @@ use keycloak_operator_api::reasons;
 use serde_json::Value;
 
 use super::KeycloakPool;
+use super::drift_watch::DriftWatch;
 use super::placement::References;
-use crate::capability::{HostCapability, Preparation, Refusal};
+use crate::capability::{HostCapability, Nudge, Preparation, Refusal};
 use crate::controller::informer::{Informer, ObjectKey};
 use crate::controller::status;
 use crate::runtime::imports::CallStats;
@@ -21,12 +22,18 @@ use crate::runtime::model::{Capability, Description, Detail, KeycloakScope};
 pub struct KeycloakAccess {
     pool: Arc<KeycloakPool>,
     references: Arc<References>,
+    drift: Arc<DriftWatch>,
 }
 
 impl KeycloakAccess {
-    /// Access through `pool`, targets resolved from `references`.
-    pub fn new(pool: Arc<KeycloakPool>, references: Arc<References>) -> Self {
-        KeycloakAccess { pool, references }
+    /// Access through `pool`, targets resolved from `references`, drift
+    /// watched by `drift`.
+    pub fn new(pool: Arc<KeycloakPool>, references: Arc<References>, drift: Arc<DriftWatch>) -> Self {
+        KeycloakAccess {
+            pool,
+            references,
+            drift,
+        }
     }
 
     /// Whether the resource `data` (in `namespace`) refers to the object
@@ -117,16 +124,34 @@ impl HostCapability for KeycloakAccess {
         self.references.realm_owners.unregister(kind);
     }
 
+    fn nudges(&self) -> Option<tokio::sync::broadcast::Receiver<Nudge>> {
+        Some(self.drift.subscribe())
+    }
+
+    fn departed(&self, kind: &str, key: &ObjectKey) {
+        self.drift.forget(&Nudge {
+            kind: kind.to_owned(),
+            key: key.clone(),
+        });
+    }
+
     fn prepare(&self, call: &mut Preparation<'_>) -> Result<(), Refusal> {
         let scope = call.description.keycloak_scope;
         let Some(resolved) = self.references.resolve(call.object, call.kind, scope, call.peers)? else {
             return Ok(());
         };
         if call.grants.contains(&Capability::KeycloakAdmin) {
-            call.keycloak = Some(self.pool.gateway(
-                &resolved.endpoint,
+            let connection = self.pool.connection(&resolved.endpoint);
+            let who = Nudge {
+                kind: call.kind.to_owned(),
+                key: ObjectKey::of(call.object),
+            };
+            let recorder = self.drift.recorder(&connection, &resolved.scope, who);
+            call.keycloak = Some(KeycloakPool::gateway(
+                connection,
                 resolved.scope.clone(),
                 resolved.tenant.clone(),
+                recorder,
             ));
         }
         call.dependency = Some(format!("Keycloak {}", resolved.target.keycloak));

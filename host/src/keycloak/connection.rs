@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::KeycloakSettings;
 use super::circuit::{CircuitBreaker, CircuitState};
 use super::limiter::RateLimiter;
-use super::token::{self, CredentialSource, Token, TokenError};
+use super::token::{self, CredentialSource, Identity, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::runtime::model::{KeycloakError, KeycloakResponse, Method};
 
@@ -86,6 +86,11 @@ impl Connection {
             settings,
             metrics,
         }
+    }
+
+    /// Who this connection's token is for, once it has one.
+    pub async fn identity(&self) -> Option<Identity> {
+        self.token.lock().await.as_ref().map(|t| t.identity.clone())
     }
 
     /// The circuit's state.
@@ -166,6 +171,7 @@ impl Connection {
     /// backoff on 429/5xx and transport errors, and a timeout per attempt.
     pub async fn execute(&self, request: &Outgoing<'_>) -> Result<KeycloakResponse, KeycloakError> {
         let route = self.metrics.route_label(request.route);
+        self.refuse_rewritten_path(request)?;
         let mut reauthenticated = false;
         let mut attempt = 0;
         loop {
@@ -182,6 +188,22 @@ impl Connection {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// The route module keeps every value one segment; this makes sure the
+    /// URL parser agrees, so that no normalisation it applies (dot
+    /// segments, backslashes) can move a request outside the path that
+    /// was checked.
+    fn refuse_rewritten_path(&self, request: &Outgoing<'_>) -> Result<(), KeycloakError> {
+        let expected = format!("/admin{}", request.path);
+        match reqwest::Url::parse(&format!("{}{expected}", self.base_url)) {
+            Ok(url) if url.path().ends_with(&expected) => Ok(()),
+            _ => Err(KeycloakError::Forbidden(format!(
+                "{} {}: the URL would not keep the checked path",
+                request.method.as_str(),
+                request.route
+            ))),
         }
     }
 

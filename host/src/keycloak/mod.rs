@@ -5,6 +5,7 @@
 pub mod access;
 mod circuit;
 mod connection;
+pub mod drift_watch;
 pub mod guard;
 mod limiter;
 pub mod placement;
@@ -23,6 +24,7 @@ use kube::{Api, Client};
 pub use circuit::{CircuitSettings, CircuitState};
 pub use connection::Connection;
 use connection::Outgoing;
+use drift_watch::PathRecorder;
 use route::Scope;
 pub use token::CredentialSource;
 
@@ -182,14 +184,21 @@ impl KeycloakPool {
         connection
     }
 
-    /// A gateway for one resource's requests; `tenant` names the namespace
-    /// of a tenant's resource, whose grants of realm administration are
-    /// refused.
-    pub fn gateway(&self, endpoint: &Endpoint, scope: Scope, tenant: Option<String>) -> Arc<dyn KeycloakGateway> {
+    /// A gateway for one resource's requests on `connection`; `tenant`
+    /// names the namespace of a tenant's resource, whose grants of realm
+    /// administration are refused; `recorder` notes the paths touched, for
+    /// the drift watch.
+    pub fn gateway(
+        connection: Arc<Connection>,
+        scope: Scope,
+        tenant: Option<String>,
+        recorder: Option<PathRecorder>,
+    ) -> Arc<dyn KeycloakGateway> {
         Arc::new(ScopedGateway {
-            connection: self.connection(endpoint),
+            connection,
             scope,
             tenant,
+            recorder,
         })
     }
 }
@@ -199,6 +208,7 @@ pub struct ScopedGateway {
     connection: Arc<Connection>,
     scope: Scope,
     tenant: Option<String>,
+    recorder: Option<PathRecorder>,
 }
 
 impl KeycloakGateway for ScopedGateway {
@@ -230,7 +240,8 @@ impl KeycloakGateway for ScopedGateway {
                     return Err(error);
                 }
             }
-            self.connection
+            let result = self
+                .connection
                 .execute(&Outgoing {
                     method: request.method,
                     path: &checked.path,
@@ -238,7 +249,11 @@ impl KeycloakGateway for ScopedGateway {
                     query: &request.query,
                     body: request.body.as_deref(),
                 })
-                .await
+                .await;
+            if let Some(recorder) = &self.recorder {
+                recorder.observe(request.method, &checked.segments, &result);
+            }
+            result
         })
     }
 }

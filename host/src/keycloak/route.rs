@@ -95,6 +95,16 @@ pub fn check(
             "value {empty} of route {template:?} is empty"
         )));
     }
+    // URL parsers (WHATWG, and so reqwest) read `%2E%2E` as `..` and resolve
+    // it: encoded or not, a dot segment would climb out of its place and out
+    // of the scope checked below.
+    if let Some(dots) = params.iter().position(|v| v == "." || v == "..") {
+        return Err(KeycloakError::Forbidden(format!(
+            "{} {template}: value {dots} is {:?}, a dot segment that would leave its place in the path",
+            method.as_str(),
+            params[dots]
+        )));
+    }
     check_scope(scope, method, &segments, params, body, template)?;
     let mut path = String::new();
     let mut resolved = Vec::with_capacity(segments.len());
@@ -213,11 +223,24 @@ mod tests {
             &owned(),
             Method::Get,
             "/realms/{realm}/users/{id}",
-            &params(&["shop", ".."]),
+            &params(&["shop", "..."]),
             None,
         )
-        .expect("allowed");
-        assert_eq!(route.path, "/realms/shop/users/%2E%2E");
+        .expect("three dots are a name, not a dot segment");
+        assert_eq!(route.path, "/realms/shop/users/%2E%2E%2E");
+        for dots in [".", ".."] {
+            let climbing = check(
+                &owned(),
+                Method::Put,
+                "/realms/{realm}/users/{a}/{b}/{c}",
+                &params(&["shop", dots, dots, "master"]),
+                None,
+            );
+            assert!(
+                matches!(climbing, Err(KeycloakError::Forbidden(_))),
+                "{dots}: {climbing:?}"
+            );
+        }
         for bad in [
             "/realms/{realm}/../master",
             "realms",
@@ -277,5 +300,109 @@ mod tests {
             check(&owned(), Method::Get, "/realms/{realm}", &[], None),
             Err(KeycloakError::Invalid(_))
         ));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn template_segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("realms".to_owned()),
+                Just("{realm}".to_owned()),
+                Just("{id}".to_owned()),
+                Just("users".to_owned()),
+                Just("..".to_owned()),
+                Just("%2e".to_owned()),
+                Just(String::new()),
+                "[a-z_-]{1,8}",
+                "\\PC{0,6}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("shop".to_owned()),
+                Just("master".to_owned()),
+                Just("..".to_owned()),
+                Just(".".to_owned()),
+                Just("%2e%2E".to_owned()),
+                Just(".%2e".to_owned()),
+                Just("a/b".to_owned()),
+                Just("..\\master".to_owned()),
+                Just("?q=1#f".to_owned()),
+                "\\PC{0,12}",
+            ]
+        }
+
+        fn method() -> impl Strategy<Value = Method> {
+            prop_oneof![
+                Just(Method::Get),
+                Just(Method::Post),
+                Just(Method::Put),
+                Just(Method::Delete)
+            ]
+        }
+
+        /// A template (most of them starting as the realm's routes do) and
+        /// as many values as it has placeholders, most of the time.
+        fn template_and_values() -> impl Strategy<Value = (String, Vec<String>)> {
+            let start = prop_oneof![
+                3 => Just("/realms/{realm}".to_owned()),
+                1 => Just("/realms".to_owned()),
+                1 => Just(String::new()),
+            ];
+            (
+                start,
+                proptest::collection::vec(template_segment(), 0..5),
+                prop::bool::weighted(0.9),
+            )
+                .prop_flat_map(|(start, rest, matching)| {
+                    let template = std::iter::once(start).chain(rest).collect::<Vec<_>>().join("/");
+                    let placeholders = template.matches("{realm}").count() + template.matches("{id}").count();
+                    let count = if matching { placeholders..placeholders + 1 } else { 0..6 };
+                    (Just(template), proptest::collection::vec(value(), count))
+                })
+                .prop_map(|(template, mut values)| {
+                    // The realm value is the scope's most of the time, so
+                    // that the cases reach the rest of the path.
+                    if template.starts_with("/realms/{realm}") && values.first().is_some_and(|v| v != "master") {
+                        values[0] = "shop".to_owned();
+                    }
+                    (template, values)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+            /// Whatever the template and values, a request allowed for realm
+            /// `shop` reaches, once the URL parser has normalised it, a path
+            /// under `/admin/realms/shop` (or creates that realm), segment
+            /// for segment as checked.
+            #[test]
+            fn no_template_or_value_leaves_the_realm(
+                (template, values) in template_and_values(),
+                method in method(),
+                inside in any::<bool>(),
+            ) {
+                let scope = if inside { Scope::InRealm("shop".into()) } else { Scope::OwnedRealm("shop".into()) };
+                let body = Some(r#"{"realm":"shop"}"#);
+                let Ok(route) = check(&scope, method, &template, &values, body) else {
+                    return Ok(());
+                };
+                let url = reqwest::Url::parse(&format!("http://keycloak:8080/admin{}", route.path))
+                    .map_err(|e| TestCaseError::fail(format!("{}: {e}", route.path)))?;
+                prop_assert_eq!(url.path(), format!("/admin{}", route.path), "the parser rewrote the path");
+                let reached: Vec<&str> = url.path().split('/').skip(1).collect();
+                prop_assert_eq!(reached.len(), route.segments.len() + 1);
+                match reached.as_slice() {
+                    ["admin", "realms"] => prop_assert!(method == Method::Post && !inside),
+                    ["admin", "realms", "shop", ..] => {}
+                    other => prop_assert!(false, "{template} {values:?} reached {other:?}"),
+                }
+            }
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct CredentialSource {
 /// A cached token and the credentials it came from.
 pub struct Token {
     access: String,
+    /// Who the token is for: the author of the operator's own admin events.
+    pub identity: Identity,
     expires_at: Instant,
     refresh: Option<(String, Instant)>,
     source: usize,
@@ -58,6 +60,35 @@ struct TokenResponse {
     expires_in: u64,
     refresh_token: Option<String>,
     refresh_expires_in: Option<u64>,
+}
+
+/// Who a token is for, as far as the host can tell without asking Keycloak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The admin user's id, when the token carries it (`sub`; Keycloak's
+    /// lightweight tokens, admin-cli's among them, do not).
+    pub subject: Option<String>,
+    /// The credentials it was obtained with.
+    pub principal: Principal,
+}
+
+/// The account behind a set of admin credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A user of `realm`, by username (password grant).
+    User {
+        /// Realm.
+        realm: String,
+        /// Username.
+        username: String,
+    },
+    /// The service account of a client of `realm` (client credentials).
+    ServiceAccount {
+        /// Realm.
+        realm: String,
+        /// The client's clientId.
+        client_id: String,
+    },
 }
 
 /// What failed while getting a token.
@@ -166,6 +197,23 @@ pub async fn obtain(
             missing.join(" nor ")
         ))));
     };
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    };
+    let realm = credentials.realm.clone();
+    let principal = match credentials.grant {
+        AdminGrant::Password => Principal::User {
+            realm,
+            username: field("username"),
+        },
+        AdminGrant::ClientCredentials => Principal::ServiceAccount {
+            realm,
+            client_id: field("client_id"),
+        },
+    };
     if let Some(refresh) = previous.filter(|p| p.source == index).and_then(Token::refresh_token) {
         form = vec![
             ("grant_type", "refresh_token".into()),
@@ -207,13 +255,40 @@ pub async fn obtain(
         .map_err(|e| TokenError::Transport(format!("unreadable token response: {e}")))?;
     let now = Instant::now();
     Ok(Token {
+        identity: Identity {
+            subject: subject_of(&token.access_token),
+            principal,
+        },
         access: token.access_token,
-        expires_at: now + Duration::from_secs(token.expires_in),
+        expires_at: deadline(now, token.expires_in),
         refresh: token
             .refresh_token
-            .map(|r| (r, now + Duration::from_secs(token.refresh_expires_in.unwrap_or(0)))),
+            .map(|r| (r, deadline(now, token.refresh_expires_in.unwrap_or(0)))),
         source: index,
     })
+}
+
+/// The `sub` claim of a JWT, read without checking the signature: the token
+/// came straight from Keycloak, and only tells the operator's own events.
+fn subject_of(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// Longest lifetime believed: Keycloak says how long a token lives, and a
+/// number that large (or one that would overflow the clock) is not trusted
+/// beyond a day.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When a lifetime of `seconds` from `now` ends, with a checked add.
+fn deadline(now: Instant, seconds: u64) -> Instant {
+    now.checked_add(Duration::from_secs(seconds).min(MAX_LIFETIME))
+        .unwrap_or(now)
 }
 
 /// A transport error in a few words, without URLs' query strings.
@@ -230,5 +305,27 @@ pub fn describe_transport_error(error: &reqwest::Error) -> String {
             source = cause.source();
         }
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_from_keycloak_never_overflows_the_clock() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, 300), now + Duration::from_secs(300));
+        assert_eq!(deadline(now, u64::MAX), now + MAX_LIFETIME, "capped, not a panic");
+        assert_eq!(deadline(now, 0), now);
+    }
+
+    #[test]
+    fn the_subject_is_read_from_the_payload() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"5e1f-user","exp":1}"#);
+        assert_eq!(subject_of(&format!("h.{payload}.sig")), Some("5e1f-user".into()));
+        assert_eq!(subject_of("not a jwt"), None);
+        assert_eq!(subject_of("h.%%%.s"), None);
     }
 }

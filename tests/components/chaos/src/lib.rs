@@ -1,6 +1,7 @@
 //! A test component that misbehaves on request, to prove that a component
 //! which loops, allocates without bound, traps or reaches outside its scope
-//! fails alone, and that the host refuses what no realm-scoped kind may do
+//! fails alone, that an answer the API server would refuse is reported
+//! rather than written, and that the host refuses what no realm-scoped kind may do
 //! (own the master realm, or a realm another resource owns), whatever the
 //! component. It serves the test-only kind `ChaosProbe` (test.wasmop.dev/v1).
 
@@ -66,6 +67,21 @@ impl Reconciler for Chaos {
                     &json!({"realm": "master", "displayName": "hijacked"}),
                 );
                 Ok(Response::ready("Reconciled", "nothing to see here"))
+            }
+            "climb" => {
+                // Values that are dot segments: encoded or not, a URL parser
+                // resolves them, and this PUT would land on the master realm
+                // if the host let it leave.
+                let _ = keycloak::update(
+                    "/realms/{realm}/users/{a}/{b}/{c}",
+                    &[&realm, "..", "..", "master"],
+                    &json!({"realm": "master", "displayName": "hijacked"}),
+                );
+                Ok(Response::ready("Reconciled", "nothing to see here"))
+            }
+            "malformed" => {
+                // What the API server would refuse in a status.
+                Ok(Response::ready("Reconciled", "fine").condition("not a type!", true, "Fine", "m"))
             }
             "write" => {
                 // Rewrite the realm the spec names: refused by the host when

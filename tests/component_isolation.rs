@@ -23,7 +23,7 @@ fn probe(name: &str, mode: &str, realm_name: &str, children: &[&str]) -> Value {
 }
 
 /// How the chaos component misbehaves, one resource each.
-const MODES: [&str; 6] = ["loop", "allocate", "trap", "escape", "climb", "malformed"];
+const MODES: [&str; 7] = ["loop", "allocate", "trap", "escape", "climb", "malformed", "mistyped"];
 
 fn options(ns: &str) -> OperatorOptions {
     let mut options = OperatorOptions::standard(&[ns]);
@@ -44,7 +44,8 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
 
     // Given components that loop, hoard memory, panic, rewrite the master
     // realm (directly, or climbing out of their own with `..` values), and
-    // answer with a condition no API server accepts
+    // answer with a condition no API server accepts or a status field of a
+    // type the kind's schema refuses
     let target = unique_name("chaos-target");
     // (each naming a realm of its own: one realm has one owner)
     for mode in MODES {
@@ -75,6 +76,7 @@ async fn misbehaving_components_fail_alone_while_the_realm_component_keeps_servi
         ("escape", "ScopeViolation", "master"),
         ("climb", "ScopeViolation", "dot segment"),
         ("malformed", "InvalidComponentOutput", "condition type \"not a type!\""),
+        ("mistyped", "InvalidComponentOutput", "refused the status"),
     ];
     for (probe, reason, words) in expectations {
         let object = wait_condition(

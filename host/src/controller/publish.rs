@@ -58,8 +58,14 @@ impl KindController {
                     Ok(_) => {}
                     // The schema of the kind refused what the component put in
                     // the status: say so in a status it accepts, or the
-                    // resource would show nothing at all.
-                    Err(kube::Error::Api(status)) if status.code == 422 => {
+                    // resource would show nothing at all. (Server-side apply
+                    // answers a field of the wrong type with a 500 about the
+                    // typed patch, not a 422.)
+                    Err(kube::Error::Api(status))
+                        if status.code == 422
+                            || (status.code == 500
+                                && status.message.contains("failed to create typed patch object")) =>
+                    {
                         let detail = Detail::new(
                             reasons::INVALID_COMPONENT_OUTPUT,
                             format!(

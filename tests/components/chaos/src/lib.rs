@@ -83,6 +83,8 @@ impl Reconciler for Chaos {
                 // What the API server would refuse in a status.
                 Ok(Response::ready("Reconciled", "fine").condition("not a type!", true, "Fine", "m"))
             }
+            // A status field of the wrong type: only the kind's schema knows.
+            "mistyped" => Response::ready("Reconciled", "fine").status(json!({"realmExists": "perhaps"})),
             "write" => {
                 // Rewrite the realm the spec names: refused by the host when
                 // that realm is the master realm or another resource's.

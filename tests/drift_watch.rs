@@ -35,6 +35,19 @@ fn requests(metrics: &str) -> (f64, f64) {
     (all - polls, polls)
 }
 
+/// Changes the realm's display name in Keycloak, as someone in the admin console would.
+async fn rename_realm_by_hand(bed: &RealmBed) -> Result<()> {
+    bed.admin
+        .expect(
+            Method::PUT,
+            &format!("/realms/{}", bed.realm),
+            Some(&json!({"displayName": "Changed by hand"})),
+            StatusCode::NO_CONTENT,
+        )
+        .await?;
+    Ok(())
+}
+
 /// Waits until Keycloak holds the realm with `expected` as its display name.
 async fn display_name_becomes(bed: &RealmBed, expected: &str, within: Duration) -> Result<()> {
     eventually(
@@ -144,14 +157,7 @@ async fn a_change_made_by_hand_is_reverted_within_seconds_and_only_its_resource_
     );
 
     // When the realm's display name is changed by hand
-    bed.admin
-        .expect(
-            Method::PUT,
-            &format!("/realms/{}", bed.realm),
-            Some(&json!({"displayName": "Changed by hand"})),
-            StatusCode::NO_CONTENT,
-        )
-        .await?;
+    rename_realm_by_hand(&bed).await?;
     // Then the realm is put back as quickly
     display_name_becomes(&bed, "Drift Watch", Duration::from_secs(15)).await?;
 
@@ -183,22 +189,15 @@ async fn without_the_watch_drift_waits_for_the_resync() -> Result<()> {
     options.keycloak = vec!["driftPollInterval: 0s".into()];
     let operator = Operator::start(&options).await?;
     bed.realm_ready().await?;
+
+    // When the display name is changed by hand
+    rename_realm_by_hand(&bed).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let config = bed
         .admin
         .get_json(&format!("/realms/{}/events/config", bed.realm))
         .await?
         .unwrap_or_default();
-
-    // When the display name is changed by hand
-    bed.admin
-        .expect(
-            Method::PUT,
-            &format!("/realms/{}", bed.realm),
-            Some(&json!({"displayName": "Changed by hand"})),
-            StatusCode::NO_CONTENT,
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Then nothing looks at it before the resync, and admin events stay as they were
     let held = bed.admin.get_json(&format!("/realms/{}", bed.realm)).await?;

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -339,17 +338,20 @@ impl PathRecorder {
         };
         let success = (200..300).contains(&response.status);
         match method {
-            Method::Get if success => match serde_json::from_str::<Value>(&response.body) {
-                // A list (a search, say): the objects it found, by id; the
-                // list itself would make every change below it concern us.
-                Ok(Value::Array(items)) if items.len() <= MAX_LISTED => {
-                    for id in items.iter().filter_map(|item| item.get("id").and_then(Value::as_str)) {
-                        push(join(&relative, id));
+            // A list (a search, say): the objects it found, by id; the list
+            // itself would make every change below it concern us. Only a
+            // list's ids are read: every answer passes here, and the component
+            // parses it in full already.
+            Method::Get if success && response.body.trim_start().starts_with('[') => {
+                if let Ok(items) = serde_json::from_str::<Vec<Listed>>(&response.body)
+                    && items.len() <= MAX_LISTED
+                {
+                    for id in items.into_iter().filter_map(|item| item.id) {
+                        push(join(&relative, &id));
                     }
                 }
-                Ok(Value::Array(_)) => {}
-                _ => push(relative),
-            },
+            }
+            Method::Get if success => push(relative),
             Method::Put if success => {
                 self.wrote(relative.clone());
                 push(relative);
@@ -386,6 +388,12 @@ impl Drop for PathRecorder {
         self.watch
             .record(&self.connection, &self.realm, self.who.clone(), paths);
     }
+}
+
+/// An item of a list Keycloak answered, as far as the watch reads it.
+#[derive(serde::Deserialize)]
+struct Listed {
+    id: Option<String>,
 }
 
 fn join(parent: &str, id: &str) -> String {

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::KeycloakSettings;
 use super::circuit::{CircuitBreaker, CircuitState};
 use super::limiter::RateLimiter;
+use super::server_info::{SERVER_INFO_TTL, ServerInfoCache};
 use super::token::{self, CredentialSource, Identity, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::runtime::model::{KeycloakError, KeycloakResponse, Method};
@@ -44,6 +45,9 @@ pub struct Connection {
     limiter: RateLimiter,
     in_flight: Semaphore,
     writes: Semaphore,
+    /// The last `/admin/serverinfo` answer, shared by every resource on
+    /// this connection.
+    pub(super) server_info: ServerInfoCache,
     settings: KeycloakSettings,
     metrics: Arc<Metrics>,
 }
@@ -77,6 +81,7 @@ impl Connection {
             limiter: RateLimiter::new(settings.rate_limit, settings.burst),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             writes: Semaphore::new(settings.max_concurrent_writes.max(1)),
+            server_info: ServerInfoCache::new(SERVER_INFO_TTL),
             key,
             base_url,
             source,

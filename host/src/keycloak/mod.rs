@@ -10,6 +10,7 @@ pub mod guard;
 mod limiter;
 pub mod placement;
 pub mod route;
+pub mod server_info;
 mod token;
 
 use std::collections::HashMap;
@@ -211,6 +212,34 @@ pub struct ScopedGateway {
     recorder: Option<PathRecorder>,
 }
 
+impl ScopedGateway {
+    /// `/serverinfo` (a GET: the route check refused any other method).
+    /// Realms and clients get the connection's cached answer; the
+    /// `Keycloak` resource reads it live, since its read is the health probe
+    /// that must see Keycloak as it is now, and refreshes the cache with it.
+    async fn server_info(&self, outgoing: &Outgoing<'_>) -> Result<KeycloakResponse, KeycloakError> {
+        if self.scope == Scope::Instance {
+            let result = self.connection.execute(outgoing).await;
+            if outgoing.query.is_empty() {
+                self.connection.server_info.store(&result).await;
+            }
+            return result;
+        }
+        if !outgoing.query.is_empty() {
+            // One cached document answers every reader: a query would ask
+            // for another.
+            return Err(KeycloakError::Forbidden(format!(
+                "GET {}: this resource may read the server's information only without a query",
+                outgoing.route
+            )));
+        }
+        self.connection
+            .server_info
+            .get_or_fetch(|| self.connection.execute(outgoing))
+            .await
+    }
+}
+
 impl KeycloakGateway for ScopedGateway {
     fn send(&self, request: KeycloakRequest) -> BoxFuture<'_, Result<KeycloakResponse, KeycloakError>> {
         Box::pin(async move {
@@ -240,16 +269,18 @@ impl KeycloakGateway for ScopedGateway {
                     return Err(error);
                 }
             }
-            let result = self
-                .connection
-                .execute(&Outgoing {
-                    method: request.method,
-                    path: &checked.path,
-                    route: &checked.template,
-                    query: &request.query,
-                    body: request.body.as_deref(),
-                })
-                .await;
+            let outgoing = Outgoing {
+                method: request.method,
+                path: &checked.path,
+                route: &checked.template,
+                query: &request.query,
+                body: request.body.as_deref(),
+            };
+            let result = if checked.template == server_info::ROUTE {
+                self.server_info(&outgoing).await
+            } else {
+                self.connection.execute(&outgoing).await
+            };
             if let Some(recorder) = &self.recorder {
                 recorder.observe(request.method, &checked.segments, &result);
             }

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::runtime::model::{KeycloakError, Method};
 
-/// What a resource may touch in its Keycloak.
+/// What a resource may touch in its Keycloak. Every scope may also read
+/// `/serverinfo` (what the server supports), and none may write to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// The whole admin API (the `Keycloak` resource itself).
@@ -138,11 +139,22 @@ fn check_scope(
     body: Option<&str>,
     template: &str,
 ) -> Result<(), KeycloakError> {
+    let forbidden = |why: String| KeycloakError::Forbidden(format!("{} {template}: {why}", method.as_str()));
+    // What the server supports (provider ids, mapper types, themes) is the
+    // same for every realm and holds nothing of any realm: every resource
+    // may read it, to check the names its spec gives, and none may send it
+    // anything else.
+    if let [Segment::Literal("serverinfo")] = segments {
+        return if method == Method::Get {
+            Ok(())
+        } else {
+            Err(forbidden("the server's information may only be read".into()))
+        };
+    }
     let realm = match scope {
         Scope::Instance => return Ok(()),
         Scope::OwnedRealm(realm) | Scope::InRealm(realm) => realm,
     };
-    let forbidden = |why: String| KeycloakError::Forbidden(format!("{} {template}: {why}", method.as_str()));
     match segments {
         // Creating the realm itself: only the owning resource, only that name.
         [Segment::Literal("realms")] if matches!(scope, Scope::OwnedRealm(_)) && method == Method::Post => {
@@ -262,9 +274,26 @@ mod tests {
     fn a_realm_scope_cannot_reach_another_realm() {
         let err = check(&owned(), Method::Get, "/realms/{realm}", &params(&["master"]), None).expect_err("other realm");
         assert!(matches!(err, KeycloakError::Forbidden(_)));
-        let err = check(&owned(), Method::Get, "/serverinfo", &[], None).expect_err("server route");
+        let err = check(&owned(), Method::Get, "/serverinfo/other", &[], None).expect_err("below serverinfo");
         assert!(matches!(err, KeycloakError::Forbidden(_)));
         let err = check(&owned(), Method::Get, "/realms", &[], None).expect_err("listing realms");
+        assert!(matches!(err, KeycloakError::Forbidden(_)));
+    }
+
+    #[test]
+    fn every_scope_may_read_the_server_info_and_none_may_write_it() {
+        let scopes = [Scope::Instance, owned(), Scope::InRealm("shop".into())];
+        for scope in &scopes {
+            let route = check(scope, Method::Get, "/serverinfo", &[], None).expect("reading is allowed");
+            assert_eq!(route.path, "/serverinfo");
+            assert_eq!(route.segments, vec!["serverinfo".to_owned()]);
+            for method in [Method::Post, Method::Put, Method::Delete] {
+                let err = check(scope, method, "/serverinfo", &[], Some("{}")).expect_err("writing is refused");
+                assert!(matches!(err, KeycloakError::Forbidden(_)), "{scope:?} {method:?}");
+            }
+        }
+        // A value in its place is not the literal route.
+        let err = check(&owned(), Method::Get, "/{info}", &params(&["serverinfo"]), None).expect_err("placeholder");
         assert!(matches!(err, KeycloakError::Forbidden(_)));
     }
 
@@ -379,8 +408,8 @@ mod tests {
 
             /// Whatever the template and values, a request allowed for realm
             /// `shop` reaches, once the URL parser has normalised it, a path
-            /// under `/admin/realms/shop` (or creates that realm), segment
-            /// for segment as checked.
+            /// under `/admin/realms/shop` (or creates that realm, or reads
+            /// the server's information), segment for segment as checked.
             #[test]
             fn no_template_or_value_leaves_the_realm(
                 (template, values) in template_and_values(),
@@ -400,6 +429,7 @@ mod tests {
                 match reached.as_slice() {
                     ["admin", "realms"] => prop_assert!(method == Method::Post && !inside),
                     ["admin", "realms", "shop", ..] => {}
+                    ["admin", "serverinfo"] => prop_assert!(method == Method::Get),
                     other => prop_assert!(false, "{template} {values:?} reached {other:?}"),
                 }
             }

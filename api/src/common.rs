@@ -116,6 +116,9 @@ pub mod reasons {
     pub const CONFLICT: &str = "Conflict";
     /// A tenant's client asks for roles that administer the realm.
     pub const ROLE_NOT_ALLOWED: &str = "RoleNotAllowed";
+    /// A client's protocol mapper names a type its Keycloak does not have
+    /// (per `/admin/serverinfo`).
+    pub const UNKNOWN_PROTOCOL_MAPPER: &str = "UnknownProtocolMapper";
     /// Everything the resource depends on answers.
     pub const DEPENDENCIES_HEALTHY: &str = "DependenciesHealthy";
 }

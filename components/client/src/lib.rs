@@ -5,8 +5,10 @@
 //! client scopes, roles and service-account roles, and returns the Secret
 //! holding its credentials as a child. Ownership is recorded in client
 //! attributes; a client owned by another resource is never overwritten, and
-//! an existing unowned client is adopted only on request. Keycloak is read
-//! first and written only when a managed field differs.
+//! an existing unowned client is adopted only on request. Names only the
+//! server can vouch for (protocol mapper types) are checked against it before
+//! anything is written. Keycloak is read first and written only when a
+//! managed field differs.
 
 mod converge;
 mod credentials;
@@ -17,6 +19,7 @@ mod roles;
 mod rotation;
 mod scopes;
 mod service_account;
+mod supported;
 mod tenancy;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -115,6 +118,7 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
     if tenancy.is_tenant() {
         tenancy::refuse_direct_grants(&resource)?;
     }
+    supported::check(spec)?;
     let context = Context {
         resource: &resource,
         realm: &realm,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use client_common::{REALM, RealmBed, client_options};
 use keycloak_operator_e2e::bench::writes;
-use keycloak_operator_e2e::operator::Operator;
+use keycloak_operator_e2e::operator::{Operator, sum_metric};
 use keycloak_operator_e2e::resources::{apply, client_kind, condition, keycloak_client, wait_condition, wait_ready};
 use keycloak_operator_e2e::testbed::unique_name;
 use serde_json::{Value, json};
@@ -88,5 +88,29 @@ async fn a_protocol_mapper_type_keycloak_does_not_have_is_refused_before_the_cli
         .map(|a| a.iter().filter_map(|m| m["protocolMapper"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(mapper_types, vec!["oidc-hardcoded-claim-mapper"]);
+
+    // And the check costs no request per reconcile: the host serves the
+    // document from its cache (the `Keycloak` resource's own health probe,
+    // once a minute, is the only other reader)
+    let server_info_reads = |text: &str| {
+        sum_metric(
+            text,
+            "keycloak_operator_keycloak_requests_total",
+            &[("route", "/serverinfo")],
+        )
+    };
+    let before = server_info_reads(&operator.metrics().await?);
+    for value in ["one", "two", "three"] {
+        let mut changed = manifest("oidc-hardcoded-claim-mapper");
+        changed["spec"]["protocolMappers"][0]["config"]["claim.value"] = json!(value);
+        apply(&bed.client, &client_kind(), ns, changed).await?;
+        wait_ready(&bed.client, &client_kind(), ns, "claims").await?;
+    }
+    let after = server_info_reads(&operator.metrics().await?);
+    assert!(
+        after <= before + 1.0,
+        "three reconciles read /serverinfo {} times from Keycloak",
+        after - before
+    );
     bed.teardown(&["claims"]).await
 }

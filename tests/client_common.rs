@@ -150,3 +150,222 @@ pub fn scale_client(i: usize, prefix: &str) -> Value {
         }),
     )
 }
+
+/// Applies clients `0..count` of [`scale_client`] at once (32 in flight),
+/// in the background, so that a fault can land while they are applied.
+pub fn apply_scale_clients(bed: &RealmBed, count: usize, prefix: &str) -> tokio::task::JoinHandle<Result<()>> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let (client, ns, prefix) = (bed.client.clone(), bed.ns().to_owned(), prefix.to_owned());
+    tokio::spawn(async move {
+        stream::iter(0..count)
+            .map(|i| {
+                let (client, ns) = (client.clone(), ns.clone());
+                let manifest = scale_client(i, &prefix);
+                async move { apply(&client, &client_kind(), &ns, manifest).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    })
+}
+
+/// What Keycloak holds against the client resources of a [`RealmBed`].
+#[derive(Debug, Default)]
+pub struct Census {
+    /// Client resources in the namespace.
+    pub resources: usize,
+    /// Clients in the realm (Keycloak's own included).
+    pub in_keycloak: usize,
+    /// clientIds Keycloak holds more than once.
+    pub duplicates: Vec<String>,
+    /// Clients carrying a `KeycloakClient` owner that no resource matches
+    /// (gone, another UID, or another clientId).
+    pub orphans: Vec<String>,
+    /// Resources without exactly one client of theirs, owned by them.
+    pub missing: Vec<String>,
+    /// Resources whose credentials Secret does not hold Keycloak's secret.
+    pub stale_secrets: Vec<String>,
+}
+
+impl Census {
+    /// Counts the realm's clients and compares each resource's credentials
+    /// Secret (`<name>-credentials`) with `GET .../client-secret`.
+    pub async fn take(bed: &RealmBed) -> Result<Self> {
+        use std::collections::{BTreeMap, HashMap};
+
+        use futures::stream::{self, StreamExt};
+        use keycloak_operator_e2e::resources::secret_data;
+        use kube::api::{Api, DynamicObject, ListParams};
+
+        let owner = |key: &str| format!("keycloak.wasmop.dev/owner-{key}");
+        let api: Api<DynamicObject> = Api::namespaced_with(bed.client.clone(), bed.ns(), &client_kind());
+        // name -> (uid, clientId)
+        let resources: BTreeMap<String, (String, String)> = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|o| {
+                let client_id = o.data["spec"]["clientId"].as_str().unwrap_or_default().to_owned();
+                (
+                    o.metadata.name.unwrap_or_default(),
+                    (o.metadata.uid.unwrap_or_default(), client_id),
+                )
+            })
+            .collect();
+        let max = resources.len() + 100;
+        let held = bed
+            .admin
+            .get_json(&format!("/realms/{}/clients?first=0&max={max}", bed.realm))
+            .await?
+            .unwrap_or_default();
+        let held = held.as_array().cloned().unwrap_or_default();
+        if held.len() >= max {
+            bail!("the realm holds {max} clients or more: the page may be truncated");
+        }
+        let mut census = Census {
+            resources: resources.len(),
+            in_keycloak: held.len(),
+            ..Census::default()
+        };
+        let mut by_client_id: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for c in &held {
+            by_client_id
+                .entry(c["clientId"].as_str().unwrap_or_default())
+                .or_default()
+                .push(c);
+        }
+        census.duplicates = by_client_id
+            .iter()
+            .filter(|(_, clients)| clients.len() > 1)
+            .map(|(id, clients)| format!("{id} x{}", clients.len()))
+            .collect();
+        for c in &held {
+            let attributes = &c["attributes"];
+            if attributes[owner("kind")] != "KeycloakClient" {
+                continue;
+            }
+            let name = attributes[owner("name")].as_str().unwrap_or_default();
+            let matched = attributes[owner("namespace")] == bed.ns()
+                && resources.get(name).is_some_and(|(uid, client_id)| {
+                    attributes[owner("uid")] == uid.as_str() && c["clientId"] == client_id.as_str()
+                });
+            if !matched {
+                census.orphans.push(format!(
+                    "{} (id {}, owner {}/{name} uid {})",
+                    c["clientId"],
+                    c["id"],
+                    attributes[owner("namespace")],
+                    attributes[owner("uid")]
+                ));
+            }
+        }
+        let mut ours = Vec::new();
+        for (name, (uid, client_id)) in &resources {
+            let clients = by_client_id
+                .get(client_id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match clients {
+                [one] if one["attributes"][owner("uid")] == uid.as_str() => {
+                    ours.push((name.clone(), one["id"].as_str().unwrap_or_default().to_owned()));
+                }
+                _ => census
+                    .missing
+                    .push(format!("{name} ({client_id}): {} clients", clients.len())),
+            }
+        }
+        let stale: Vec<Option<String>> = stream::iter(ours)
+            .map(|(name, id)| async move {
+                let in_keycloak = bed
+                    .admin
+                    .get_json(&format!("/realms/{}/clients/{id}/client-secret", bed.realm))
+                    .await?
+                    .and_then(|s| s["value"].as_str().map(str::to_owned));
+                let data = secret_data(&bed.client, bed.ns(), &format!("{name}-credentials")).await?;
+                let in_secret = data.as_ref().and_then(|d| d.get("client-secret").cloned());
+                let fresh = in_keycloak.is_some() && in_keycloak == in_secret;
+                // The values are secrets: name only which side is off.
+                Ok::<_, anyhow::Error>((!fresh).then(|| {
+                    format!(
+                        "{name}: Keycloak has {}, the Secret {}",
+                        if in_keycloak.is_some() { "a secret" } else { "none" },
+                        match (&data, &in_secret) {
+                            (None, _) => "is missing",
+                            (Some(_), None) => "has no client-secret",
+                            (Some(_), Some(_)) => "holds another",
+                        }
+                    )
+                }))
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        census.stale_secrets = stale.into_iter().flatten().collect();
+        Ok(census)
+    }
+
+    /// Fails, naming the first offenders, unless each of `expected`
+    /// resources has exactly one client, no owned client is orphaned and
+    /// every Secret holds Keycloak's secret.
+    pub fn check(&self, expected: usize) -> Result<()> {
+        let few = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join("; ");
+        if self.resources != expected {
+            bail!("{} client resources, expected {expected}", self.resources);
+        }
+        if !self.duplicates.is_empty() {
+            bail!(
+                "{} clientIds held twice: {}",
+                self.duplicates.len(),
+                few(&self.duplicates)
+            );
+        }
+        if !self.orphans.is_empty() {
+            bail!("{} orphaned clients: {}", self.orphans.len(), few(&self.orphans));
+        }
+        if !self.missing.is_empty() {
+            bail!(
+                "{} resources without their one client: {}",
+                self.missing.len(),
+                few(&self.missing)
+            );
+        }
+        if !self.stale_secrets.is_empty() {
+            bail!(
+                "{} stale credentials Secrets: {}",
+                self.stale_secrets.len(),
+                few(&self.stale_secrets)
+            );
+        }
+        Ok(())
+    }
+
+    /// One line of figures.
+    pub fn print(&self) {
+        println!(
+            "census: {} resources, {} clients in the realm, {} duplicates, {} orphans, {} missing, {} stale Secrets",
+            self.resources,
+            self.in_keycloak,
+            self.duplicates.len(),
+            self.orphans.len(),
+            self.missing.len(),
+            self.stale_secrets.len()
+        );
+    }
+}
+
+/// Deletes the realm first (its clients go with it), then the client
+/// resources, which then need no cleanup in Keycloak: the fast way for many.
+pub async fn teardown_realm_first(bed: &RealmBed) -> Result<()> {
+    use keycloak_operator_e2e::bench::wait_all_gone;
+    use kube::api::{Api, DynamicObject, ListParams};
+    delete(&bed.client, &realm_kind(), bed.ns(), REALM).await?;
+    wait_gone(&bed.client, &realm_kind(), bed.ns(), REALM, Duration::from_secs(120)).await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(bed.client.clone(), bed.ns(), &client_kind());
+    api.delete_collection(&Default::default(), &ListParams::default())
+        .await?;
+    wait_all_gone(&api, Duration::from_secs(300)).await
+}

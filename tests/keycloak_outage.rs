@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::future::try_join_all;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::proxy::CountingProxy;
@@ -15,37 +15,12 @@ use keycloak_operator_e2e::resources::{
     apply, condition, delete, get, install_crds, keycloak, realm, realm_kind, wait_condition, wait_ready,
 };
 use keycloak_operator_e2e::testbed::{
-    KeycloakAdmin, TestNamespace, eventually, kube_client, repo_root, testbed, unique_name,
+    KeycloakAdmin, TestNamespace, TestbedCommandOnDrop, eventually, kube_client, testbed, testbed_command, unique_name,
 };
 use serde_json::json;
 
 const REALMS: usize = 20;
 const WINDOW: Duration = Duration::from_secs(20);
-
-async fn testbed_command(what: &str) -> Result<()> {
-    let status = tokio::process::Command::new(repo_root().join("tests/testbed/testbed"))
-        .arg(what)
-        .env("TESTBED_DIR", &testbed().dir)
-        .status()
-        .await
-        .with_context(|| format!("running testbed {what}"))?;
-    if !status.success() {
-        bail!("testbed {what} failed: {status}");
-    }
-    Ok(())
-}
-
-/// Starts Keycloak again even when the test fails half-way.
-struct RestartKeycloakOnDrop;
-
-impl Drop for RestartKeycloakOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(repo_root().join("tests/testbed/testbed"))
-            .arg("keycloak-start")
-            .env("TESTBED_DIR", &testbed().dir)
-            .status();
-    }
-}
 
 #[tokio::test]
 async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> Result<()> {
@@ -86,7 +61,7 @@ async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> R
     .await?;
 
     // When Keycloak stops
-    let _restart = RestartKeycloakOnDrop;
+    let _restart = TestbedCommandOnDrop("keycloak-start");
     testbed_command("keycloak-stop").await?;
 
     // Then the realms report it, Degraded with reason KeycloakUnavailable

@@ -112,7 +112,9 @@ pub struct RealmPlacement {
     /// Largest number of realms one namespace may place on this Keycloak;
     /// unlimited when unset. The oldest realms are served first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // The API server does not check `format: uint32`: a larger number
+    // would pass admission and fail only when the spec is read.
+    #[schemars(range(min = 0, max = u32::MAX))]
     pub max_per_namespace: Option<u32>,
 }
 

@@ -100,7 +100,9 @@ pub struct KindPlacement {
     /// namespaces together, counted per kind; unlimited when unset. The
     /// oldest are served first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // The API server does not check `format: uint32`: a larger number
+    // would pass admission and fail only when the spec is read.
+    #[schemars(range(min = 0, max = u32::MAX))]
     pub max_per_realm: Option<u32>,
 }
 
@@ -115,7 +117,9 @@ pub struct ClientPlacement {
     /// Largest number of clients in this realm, from all namespaces together;
     /// unlimited when unset. The oldest clients are served first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // The API server does not check `format: uint32`: a larger number
+    // would pass admission and fail only when the spec is read.
+    #[schemars(range(min = 0, max = u32::MAX))]
     pub max_clients: Option<u32>,
 }
 

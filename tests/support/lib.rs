@@ -3,6 +3,7 @@
 pub mod admin_realm;
 pub mod bench;
 pub mod chart;
+pub mod fault;
 pub mod kubelet;
 pub mod managed;
 pub mod netns;

@@ -290,6 +290,11 @@ impl Operator {
         Ok(sum_metric(&self.metrics().await?, name, labels))
     }
 
+    /// How it exited, or `None` while it runs.
+    pub fn exit_status(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
     /// Its process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

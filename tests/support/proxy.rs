@@ -1,8 +1,9 @@
 //! A TCP proxy in front of the real Keycloak that counts the connections
 //! reaching it, to measure how many requests Keycloak would receive.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Result;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,6 +16,7 @@ pub struct CountingProxy {
     /// Its address, `http://127.0.0.1:<port>`.
     pub url: String,
     connections: Arc<AtomicUsize>,
+    accepted_at: Arc<Mutex<Vec<Instant>>>,
     task: tokio::task::JoinHandle<()>,
     // Dropping it wakes every connection task, which then closes both ends.
     _shutdown: watch::Sender<()>,
@@ -27,10 +29,15 @@ impl CountingProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
+        let accepted_at = Arc::new(Mutex::new(Vec::new()));
+        let times = accepted_at.clone();
         let (shutdown, stopped) = watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
+                // Counted before the upstream is tried: a Keycloak that is
+                // down refuses the connection, and the attempt still counts.
+                times.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
                 let upstream = upstream.clone();
                 let mut stopped = stopped.clone();
                 tokio::spawn(async move {
@@ -46,6 +53,7 @@ impl CountingProxy {
         Ok(CountingProxy {
             url,
             connections,
+            accepted_at,
             task,
             _shutdown: shutdown,
         })
@@ -54,6 +62,11 @@ impl CountingProxy {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// When each connection was accepted, oldest first.
+    pub fn connection_times(&self) -> Vec<Instant> {
+        self.accepted_at.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -209,6 +209,35 @@ pub fn api_error_code(err: &kube::Error) -> Option<u16> {
     }
 }
 
+/// Runs one command of the bed script, `tests/testbed/testbed <what>`
+/// (`keycloak-stop`, `apiserver-start`, …), as the outage tests do.
+pub async fn testbed_command(what: &str) -> Result<()> {
+    let status = tokio::process::Command::new(repo_root().join("tests/testbed/testbed"))
+        .arg(what)
+        .env("TESTBED_DIR", &testbed().dir)
+        .status()
+        .await
+        .with_context(|| format!("running testbed {what}"))?;
+    if !status.success() {
+        bail!("testbed {what} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `testbed <command>` when dropped, so that a piece of the bed an
+/// outage test stopped is started again even when the test fails half-way
+/// (other tests share the bed).
+pub struct TestbedCommandOnDrop(pub &'static str);
+
+impl Drop for TestbedCommandOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo_root().join("tests/testbed/testbed"))
+            .arg(self.0)
+            .env("TESTBED_DIR", &testbed().dir)
+            .status();
+    }
+}
+
 /// Runs `cleanup` on a fresh thread with its own runtime and waits for it.
 /// Used from `Drop`, where no async context can be relied on (the test's
 /// runtime may be unwinding after a failed assertion).

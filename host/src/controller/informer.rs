@@ -3,16 +3,21 @@
 //!
 //! Each namespace in scope is watched by its own stream; a stream's relist
 //! replaces only its own namespace's entries, so one namespace's watch
-//! restart never drops another's objects.
+//! restart never drops another's objects, and announces only the objects
+//! that changed meanwhile, so a restarted API server costs no reconcile
+//! storm.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use rand::Rng;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -123,7 +128,7 @@ impl Informer {
             let this = informer.clone();
             let cancel = cancel.clone();
             tokio::spawn(async move {
-                let stream = watcher(api, config).default_backoff();
+                let stream = watcher(api, config).backoff(WatchBackoff::default());
                 futures::pin_mut!(stream);
                 let mut buffer: Option<Vec<DynamicObject>> = None;
                 let mut initialised = false;
@@ -195,20 +200,27 @@ impl Informer {
                 let in_stream = namespace.is_none_or(|ns| key.namespace == ns);
                 let keep = !in_stream || fresh.contains(key);
                 if !keep {
-                    changed.push(key.clone());
+                    changed.push((key.clone(), false));
                 }
                 keep
             });
             for mut object in objects {
                 object.metadata.managed_fields = None;
                 let key = ObjectKey::of(&object);
-                changed.push(key.clone());
-                store.insert(key, Arc::new(object));
+                let object = Arc::new(object);
+                match store.insert(key.clone(), object.clone()) {
+                    // Every write changes the resource version: the same
+                    // one means nothing happened while the watch was down.
+                    Some(previous)
+                        if previous.metadata.resource_version.is_some()
+                            && previous.metadata.resource_version == object.metadata.resource_version => {}
+                    Some(previous) => changed.push((key, only_status_differs(&previous, &object))),
+                    None => changed.push((key, false)),
+                }
             }
         }
-        // A relist may hide any change: every object counts as changed.
-        for key in changed {
-            self.notify(key, false);
+        for (key, status_only) in changed {
+            self.notify(key, status_only);
         }
     }
 
@@ -250,6 +262,43 @@ impl Informer {
     }
 }
 
+/// How long a watch waits before it tries again: 0.5 s doubling to 5 s,
+/// jittered, back to 0.5 s after any event. kube-rs' default grows to 30 s
+/// and resets only after two quiet minutes, so after an API-server outage
+/// of 30 s the watches resumed up to 35 s after the server was back.
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const CAP: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::CAP);
+        // Drawn from the upper half, so that the watches of many kinds do
+        // not come back in lockstep.
+        Some(delay.mul_f64(rand::rng().random_range(0.5..=1.0)))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Whether `new` differs from `old` in nothing but its status and resource
 /// version. Metadata a reconcile reads (generation, labels, annotations,
 /// finalizers, deletion, owners) and every other top-level field count.
@@ -284,6 +333,80 @@ mod tests {
         .expect("object");
         object.data = data;
         object
+    }
+
+    fn informer() -> (Informer, broadcast::Receiver<Change>) {
+        let (changes, receiver) = broadcast::channel(64);
+        let (synced, _) = watch::channel(0);
+        let informer = Informer {
+            resource: ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            objects: RwLock::new(HashMap::new()),
+            changes,
+            synced,
+            streams: 1,
+        };
+        (informer, receiver)
+    }
+
+    fn named(name: &str, resource_version: &str, data: serde_json::Value) -> DynamicObject {
+        let mut object = object(1, data);
+        object.metadata.name = Some(name.into());
+        object.metadata.resource_version = Some(resource_version.into());
+        object
+    }
+
+    fn drain(receiver: &mut broadcast::Receiver<Change>) -> Vec<Change> {
+        std::iter::from_fn(|| receiver.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn a_relist_announces_only_what_changed_while_the_watch_was_down() {
+        let (informer, mut changes) = informer();
+        let spec = json!({"spec": {"realmName": "shop"}});
+        informer.replace(
+            Some("platform"),
+            vec![
+                named("a", "1", spec.clone()),
+                named("b", "2", spec.clone()),
+                named("c", "3", spec.clone()),
+            ],
+        );
+        assert_eq!(drain(&mut changes).len(), 3, "the first list announces every object");
+
+        let respecced = json!({"spec": {"realmName": "shop", "enabled": false}});
+        let with_status = json!({"spec": {"realmName": "shop"}, "status": {"observedGeneration": 1}});
+        informer.replace(
+            Some("platform"),
+            vec![
+                named("a", "1", spec.clone()),
+                named("b", "4", respecced),
+                named("d", "5", spec),
+            ],
+        );
+        let mut seen = drain(&mut changes);
+        seen.sort_by(|x, y| x.key.cmp(&y.key));
+        let keys: Vec<&str> = seen.iter().map(|c| c.key.name.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["b", "c", "d"],
+            "unchanged `a` is not announced; gone `c` and new `d` are"
+        );
+        assert!(seen.iter().all(|c| !c.status_only));
+
+        informer.replace(Some("platform"), vec![named("a", "6", with_status)]);
+        let seen = drain(&mut changes);
+        let a = seen.iter().find(|c| c.key.name == "a").expect("a is announced");
+        assert!(a.status_only, "a status written while the watch was down is told apart");
+    }
+
+    #[test]
+    fn the_watch_backoff_is_capped_and_starts_over_after_an_event() {
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<Duration> = (0..8).filter_map(|_| backoff.next()).collect();
+        assert!(delays.iter().all(|d| *d <= WatchBackoff::CAP));
+        assert!(delays[7] >= WatchBackoff::CAP / 2);
+        backoff.reset();
+        assert!(backoff.next().is_some_and(|d| d <= WatchBackoff::FIRST));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod http;
 pub mod keycloak;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod runtime;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use keycloak_operator_api::{Keycloak, KeycloakRealm};
 use kube::Client;
 use kube::api::ApiResource;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::capability::HostCapability;
 use crate::config::{ComponentSpec, HostConfig};
 use crate::controller::children::ChildCaches;
+use crate::controller::events::EventSink;
 use crate::controller::informer::{Informer, NamespaceScope};
 use crate::controller::{ControllerSettings, KindController, Shared};
 use crate::delivery::{ArtifactStore, Delivery, DeliverySettings, OciClient, OciSettings, ShadowReports};
@@ -111,6 +112,7 @@ pub async fn run(config: HostConfig, options: RunOptions) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
     tokio::spawn(signals(shutdown.clone(), health.clone()));
+    tokio::spawn(crate::memory::trim_periodically(shutdown.clone()));
     let server = {
         let (address, metrics, health, shutdown) = (
             config.http_address.clone(),
@@ -311,7 +313,7 @@ impl Leadership {
             ],
             metrics: context.metrics.clone(),
             children: Arc::new(ChildCaches::new(context.client.clone(), scope.clone(), cancel.clone())),
-            recorder: Recorder::new(
+            recorder: EventSink::new(
                 context.client.clone(),
                 Reporter {
                     controller: "keycloak-operator".into(),

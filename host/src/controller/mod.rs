@@ -4,7 +4,7 @@
 
 pub(crate) mod backoff;
 pub mod children;
-mod events;
+pub mod events;
 pub mod informer;
 mod output;
 mod publish;
@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::ApiResource;
-use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
@@ -66,7 +65,7 @@ pub struct Shared {
     /// Caches of children.
     pub children: Arc<ChildCaches>,
     /// Event recorder.
-    pub recorder: Recorder,
+    pub recorder: events::EventSink,
     /// Timing.
     pub settings: ControllerSettings,
     /// Namespaces watched.

@@ -6,7 +6,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::events;
 use super::informer::ObjectKey;
 use super::reconcile::Conclusion;
 use super::status::{self, StatusInput, Verdict};
@@ -104,7 +103,7 @@ impl KindController {
             }
         }
         for event in &events {
-            events::publish(&self.shared.recorder, object, &self.resource, event).await;
+            self.shared.recorder.publish(object, &self.resource, event).await;
         }
     }
 

@@ -97,6 +97,7 @@ impl KindController {
         let Some(object) = self.parent.get(key) else {
             self.backoff.reset(key);
             self.shared.shadow.forget(&self.kind, &key.to_string());
+            self.slot.forget_reconciled(&key.to_string());
             for capability in &self.shared.capabilities {
                 capability.departed(&self.kind, key);
             }

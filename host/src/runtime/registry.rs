@@ -130,6 +130,16 @@ impl Slot {
         }
     }
 
+    /// Forgets `resource`, which is gone: the counts are of resources that
+    /// exist, and a key kept for every resource ever seen would grow without
+    /// bound.
+    pub fn forget_reconciled(&self, resource: &str) {
+        let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        for set in reconciled.values_mut() {
+            set.remove(resource);
+        }
+    }
+
     /// How many resources the version with `digest` reconciled.
     pub fn reconciled_count(&self, digest: &str) -> u64 {
         self.reconciled

@@ -299,19 +299,31 @@ impl Backoff for WatchBackoff {
     }
 }
 
-/// Whether `new` differs from `old` in nothing but its status and resource
-/// version. Metadata a reconcile reads (generation, labels, annotations,
-/// finalizers, deletion, owners) and every other top-level field count.
+/// Whether `new` differs from `old` in nothing but its status, its resource
+/// version and the host's own finalizer added. Metadata a reconcile reads
+/// (generation, labels, annotations, other finalizers, deletion, owners) and
+/// every other top-level field count. The finalizer is added by the reconcile
+/// that goes on with the object it got back, so its event brings nothing
+/// new: requeueing on it cost every new resource a second reconcile.
 fn only_status_differs(old: &DynamicObject, new: &DynamicObject) -> bool {
     let (a, b) = (&old.metadata, &new.metadata);
     let same_metadata = a.generation == b.generation
         && a.labels == b.labels
         && a.annotations == b.annotations
-        && a.finalizers == b.finalizers
+        && (a.finalizers == b.finalizers || only_ours_added(a.finalizers.as_deref(), b.finalizers.as_deref()))
         && a.deletion_timestamp == b.deletion_timestamp
         && a.owner_references == b.owner_references
         && a.uid == b.uid;
     same_metadata && without_status(&old.data) == without_status(&new.data)
+}
+
+/// Whether `new` is `old` with the host's finalizer appended.
+fn only_ours_added(old: Option<&[String]>, new: Option<&[String]>) -> bool {
+    let old = old.unwrap_or_default();
+    match new.unwrap_or_default().split_last() {
+        Some((last, rest)) => last == super::FINALIZER && rest == old && !old.iter().any(|f| f == super::FINALIZER),
+        None => false,
+    }
 }
 
 fn without_status(data: &serde_json::Value) -> Vec<(&String, &serde_json::Value)> {
@@ -443,5 +455,23 @@ mod tests {
         .expect("object");
         deleting.data = status.data.clone();
         assert!(!only_status_differs(&status, &deleting));
+    }
+
+    #[test]
+    fn the_hosts_own_finalizer_added_brings_nothing_to_reconcile() {
+        let before = object(1, json!({"spec": {"realmName": "shop"}}));
+        let with = |finalizers: &[&str]| {
+            let mut object = before.clone();
+            object.metadata.finalizers = Some(finalizers.iter().map(|f| (*f).to_owned()).collect());
+            object
+        };
+        assert!(only_status_differs(&before, &with(&[crate::controller::FINALIZER])));
+        assert!(only_status_differs(
+            &with(&["other"]),
+            &with(&["other", crate::controller::FINALIZER])
+        ));
+        // Someone else's finalizer, or ours taken away, is a change.
+        assert!(!only_status_differs(&before, &with(&["other"])));
+        assert!(!only_status_differs(&with(&[crate::controller::FINALIZER]), &before));
     }
 }

@@ -21,6 +21,58 @@ pub fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The CPU time process `pid` has used so far (user and system), in
+/// seconds (0 when unreadable).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: the fields counted start after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of proc(5), 12 and 13 after the name.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second > 0 { ticks / per_second as f64 } else { 0.0 }
+}
+
+/// The resident memory of process `pid` by kind, in MiB: anonymous (heap,
+/// stacks, the instance pool), file-backed (the binary's pages read so far,
+/// which the kernel may drop at will) and shared memory.
+pub fn rss_parts(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    format!(
+        "anonymous {:.1} MiB, file {:.1} MiB, shared {:.1} MiB",
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("RssShmem:")
+    )
+}
+
+/// The anonymous part of process `pid`'s resident memory, in MiB.
+pub fn rss_anon_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// How many objects are Ready for their current generation.
 pub async fn ready_count(api: &Api<DynamicObject>) -> Result<usize> {
     let list = api.list(&ListParams::default()).await?;
@@ -81,6 +133,21 @@ pub fn writes(metrics: &str) -> f64 {
     all - setup
 }
 
+/// Keycloak requests counted in an operator's metrics that reached
+/// Keycloak (not failed fast by an open circuit): those of the drift watch
+/// (routes labelled `drift-watch:`) when `drift_watch`, the others otherwise.
+pub fn keycloak_requests(metrics: &str, drift_watch: bool) -> f64 {
+    let name = "keycloak_operator_keycloak_requests_total{";
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(name))
+        .filter(|series| !series.contains("code=\"circuit_open\""))
+        .filter(|series| series.contains("route=\"drift-watch:") == drift_watch)
+        .filter_map(|series| series.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0
+}
+
 /// What an operator did over a steady-state window.
 pub struct SteadyState {
     /// Length of the window, in seconds.
@@ -93,6 +160,10 @@ pub struct SteadyState {
     pub in_keycloak: f64,
     /// Keycloak writes (must be 0 when nothing changes).
     pub writes: f64,
+    /// Keycloak requests, the drift watch's aside.
+    pub requests: f64,
+    /// CPU seconds the operator used.
+    pub cpu_seconds: f64,
     /// The operator's resident memory at the end, in MiB.
     pub rss_mib: f64,
 }
@@ -109,10 +180,13 @@ impl SteadyState {
     ) -> Result<Self> {
         wait_all_ready(api, expected, Duration::from_secs(300)).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let pid = operator.pid().unwrap_or_default();
         let before = operator.metrics().await?;
+        let cpu_before = cpu_seconds(pid);
         let started = Instant::now();
         tokio::time::sleep(window).await;
         let after = operator.metrics().await?;
+        let cpu = cpu_seconds(pid) - cpu_before;
         let labels = [("kind", kind)];
         let delta = |name: &str| sum_metric(&after, name, &labels) - sum_metric(&before, name, &labels);
         Ok(SteadyState {
@@ -121,6 +195,8 @@ impl SteadyState {
             busy: delta("keycloak_operator_reconcile_duration_seconds_sum"),
             in_keycloak: delta("keycloak_operator_reconcile_keycloak_seconds_sum"),
             writes: writes(&after) - writes(&before),
+            requests: keycloak_requests(&after, false) - keycloak_requests(&before, false),
+            cpu_seconds: cpu,
             rss_mib: operator.pid().map_or(0.0, rss_mib),
         })
     }
@@ -139,7 +215,15 @@ impl SteadyState {
             1000.0 * self.in_keycloak / self.reconciles.max(1.0),
             100.0 * self.in_keycloak / self.busy.max(f64::EPSILON)
         );
-        println!("  Keycloak writes in steady state: {}", self.writes);
+        println!(
+            "  Keycloak requests per reconcile {:.2}, writes in steady state: {}",
+            self.requests / self.reconciles.max(1.0),
+            self.writes
+        );
+        println!(
+            "  CPU {:.2} s per 1,000 reconciles",
+            1000.0 * self.cpu_seconds / self.reconciles.max(1.0)
+        );
         println!("  operator RSS: {:.0} MiB", self.rss_mib);
     }
 }

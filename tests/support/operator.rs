@@ -211,7 +211,17 @@ impl Operator {
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.join("operator.log"))?;
-        let child = tokio::process::Command::new(&binary)
+        // `OPERATOR_WRAPPER` runs the operator under another program, such
+        // as a heap profiler (`heaptrack`), to find where its memory goes.
+        let mut command = match std::env::var_os("OPERATOR_WRAPPER") {
+            Some(wrapper) => {
+                let mut command = tokio::process::Command::new(wrapper);
+                command.arg(&binary);
+                command
+            }
+            None => tokio::process::Command::new(&binary),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&config_path)

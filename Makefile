@@ -68,7 +68,7 @@ crds: ## regenerate crds/ (and the Helm chart's copy) from the Rust types in api
 	$(CARGO) run --release -p keycloak-operator -- crds --out crds --out charts/keycloak-operator/files/crds
 
 .PHONY: bench
-bench: build extensions testbed-up ## benchmarks: host overhead per reconcile, JavaScript beside Rust, component pull/compile/swap/start, 200 realms and 300 clients
+bench: build extensions testbed-up ## benchmarks: host overhead per reconcile, JavaScript beside Rust, component pull/compile/swap/start, 200 realms, 100 and 1,000 clients in ten realms beside a floor
 	@# The noop built for wasm32-wasip2 too, when that target is installed: the
 	@# overhead bench compares it with the components' own target.
 	if [ "$(WASM_TARGET)" != wasm32-wasip2 ] && [ -d "$$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2/lib" ]; then \

@@ -84,21 +84,7 @@ async fn the_circuit_opens_while_keycloak_is_down_and_everything_recovers() -> R
     );
     // And the circuit opened
     let key = format!("{ns}/sso");
-    eventually(
-        "the circuit to open",
-        Duration::from_secs(20),
-        Duration::from_millis(250),
-        || async {
-            let opened = operator
-                .metric(
-                    "keycloak_operator_keycloak_circuit_transitions_total",
-                    &[("keycloak", &key), ("state", "open")],
-                )
-                .await?;
-            Ok((opened >= 1.0).then_some(()))
-        },
-    )
-    .await?;
+    operator.wait_circuit_open(&key, Duration::from_secs(20)).await?;
     // And while it is down, the requests reaching Keycloak stay few: without
     // the breaker, 20 realms resyncing every second would send hundreds.
     let before = proxy.connections();

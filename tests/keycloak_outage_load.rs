@@ -149,21 +149,7 @@ async fn keycloak_stops_while_a_hundred_clients_converge_and_they_all_recover() 
         first_degraded.as_secs_f64()
     );
     // And the circuit is open
-    eventually(
-        "the circuit to open",
-        Duration::from_secs(30),
-        Duration::from_millis(250),
-        || async {
-            let opened = operator
-                .metric(
-                    "keycloak_operator_keycloak_circuit_transitions_total",
-                    &[("keycloak", &key), ("state", "open")],
-                )
-                .await?;
-            Ok((opened >= 1.0).then_some(()))
-        },
-    )
-    .await?;
+    operator.wait_circuit_open(&key, Duration::from_secs(30)).await?;
 
     // And Keycloak sees at most one probe per reset window, though a
     // hundred resources wait for it

@@ -10,15 +10,21 @@ use kube::api::{Api, DynamicObject, ListParams};
 use crate::operator::{Operator, sum_metric};
 use crate::resources::condition;
 
-/// The resident memory of process `pid`, in MiB (0 when unreadable).
-pub fn rss_mib(pid: u32) -> f64 {
+/// Field `name` (e.g. `VmRSS:`) of `/proc/<pid>/status`, in MiB (0 when
+/// unreadable).
+fn status_mib(pid: u32, name: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The resident memory of process `pid`, in MiB (0 when unreadable).
+pub fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
 }
 
 /// The CPU time process `pid` has used so far (user and system), in
@@ -45,32 +51,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 /// stacks, the instance pool), file-backed (the binary's pages read so far,
 /// which the kernel may drop at will) and shared memory.
 pub fn rss_parts(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
     format!(
         "anonymous {:.1} MiB, file {:.1} MiB, shared {:.1} MiB",
-        field("RssAnon:"),
-        field("RssFile:"),
-        field("RssShmem:")
+        status_mib(pid, "RssAnon:"),
+        status_mib(pid, "RssFile:"),
+        status_mib(pid, "RssShmem:")
     )
-}
-
-/// The anonymous part of process `pid`'s resident memory, in MiB.
-pub fn rss_anon_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// How many objects are Ready for their current generation.

@@ -305,6 +305,21 @@ impl Operator {
         Ok(self.child.try_wait()?)
     }
 
+    /// Waits until the circuit of Keycloak `key` (`namespace/name`) has
+    /// opened at least once.
+    pub async fn wait_circuit_open(&self, key: &str, timeout: Duration) -> Result<()> {
+        crate::testbed::eventually("the circuit to open", timeout, Duration::from_millis(250), || async {
+            let opened = self
+                .metric(
+                    "keycloak_operator_keycloak_circuit_transitions_total",
+                    &[("keycloak", key), ("state", "open")],
+                )
+                .await?;
+            Ok((opened >= 1.0).then_some(()))
+        })
+        .await
+    }
+
     /// Its process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()

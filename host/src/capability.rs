@@ -81,13 +81,41 @@ impl<'a> Preparation<'a> {
 }
 
 /// A resource a capability asks to be looked at again: something it watches
-/// outside Kubernetes (Keycloak's admin events) changed.
+/// outside Kubernetes changed (Keycloak's admin events), or came back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Nudge {
     /// Its kind, `group/Kind`.
     pub kind: String,
     /// The resource.
     pub key: ObjectKey,
+}
+
+/// Why a capability asks for resources to be looked at again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NudgeCause {
+    /// Their objects changed outside Kubernetes (an admin event).
+    Drift,
+    /// What they depend on answers again after failing them (a Keycloak's
+    /// circuit closed): retrying now beats waiting out a grown backoff.
+    Recovery,
+}
+
+impl NudgeCause {
+    /// Metric label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            NudgeCause::Drift => "drift",
+            NudgeCause::Recovery => "recovery",
+        }
+    }
+}
+
+/// One stream of [`Nudge`]s and why they come.
+pub struct Nudges {
+    /// Why.
+    pub cause: NudgeCause,
+    /// The resources, as they come.
+    pub receiver: tokio::sync::broadcast::Receiver<Nudge>,
 }
 
 /// A host capability.
@@ -115,8 +143,8 @@ pub trait HostCapability: Send + Sync {
 
     /// Resources to look at again because of changes only this capability
     /// sees; each controller takes those of its kind.
-    fn nudges(&self) -> Option<tokio::sync::broadcast::Receiver<Nudge>> {
-        None
+    fn nudges(&self) -> Vec<Nudges> {
+        Vec::new()
     }
 
     /// The resource `key` of `kind` is gone: forget what was kept about it.

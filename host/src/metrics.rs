@@ -32,6 +32,8 @@ pub struct Metrics {
     pub admin_events: IntCounterVec,
     /// Resources requeued because an admin event changed their objects, by kind.
     pub drift_requeues: IntCounterVec,
+    /// Resources requeued because their Keycloak answers again.
+    pub recovery_requeues: IntCounterVec,
     /// Keycloak requests by instance, method, route template and status code.
     pub keycloak_requests: IntCounterVec,
     /// Keycloak request duration by instance, method and route template.
@@ -150,6 +152,12 @@ impl Metrics {
                 "Resources requeued because an admin event changed their Keycloak objects",
                 &["kind"],
             ),
+            recovery_requeues: counter(
+                &registry,
+                "recovery_requeues_total",
+                "Resources requeued at once because the Keycloak they found unavailable answers again",
+                &["kind"],
+            ),
             keycloak_requests: counter(
                 &registry,
                 "keycloak_requests_total",
@@ -241,6 +249,7 @@ impl Metrics {
         self.drift_corrections.with_label_values(&[kind]);
         self.reconcile_panics.with_label_values(&[kind]);
         self.drift_requeues.with_label_values(&[kind]);
+        self.recovery_requeues.with_label_values(&[kind]);
         for result in ["loaded", "failed"] {
             self.component_loads.with_label_values(&[kind, result]);
         }

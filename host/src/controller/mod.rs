@@ -28,7 +28,7 @@ use self::backoff::Backoff;
 use self::children::ChildCaches;
 use self::informer::{Change, Informer, NamespaceScope, ObjectKey};
 use self::queue::WorkQueue;
-use crate::capability::{HostCapability, Nudge};
+use crate::capability::{HostCapability, NudgeCause, Nudges};
 use crate::delivery::ShadowReports;
 use crate::metrics::Metrics;
 use crate::runtime::registry::{Registry, RegistryEvent, Slot};
@@ -178,7 +178,7 @@ impl KindController {
             for (capability, informer) in watched {
                 feeders.spawn(controller.clone().feed_from_capability(capability, informer));
             }
-            for nudges in controller.shared.capabilities.iter().filter_map(|c| c.nudges()) {
+            for nudges in controller.shared.capabilities.iter().flat_map(|c| c.nudges()) {
                 feeders.spawn(controller.clone().feed_from_nudges(nudges));
             }
             let mut workers = JoinSet::new();
@@ -312,17 +312,19 @@ impl KindController {
     }
 
     /// A capability saw a resource's objects change outside Kubernetes (an
-    /// admin event in Keycloak): only that resource is looked at again.
-    async fn feed_from_nudges(self: Arc<Self>, mut nudges: tokio::sync::broadcast::Receiver<Nudge>) {
+    /// admin event in Keycloak), or what failed it answers again: only that
+    /// resource is looked at again.
+    async fn feed_from_nudges(self: Arc<Self>, nudges: Nudges) {
+        let Nudges { cause, mut receiver } = nudges;
+        let counter = match cause {
+            NudgeCause::Drift => &self.shared.metrics.drift_requeues,
+            NudgeCause::Recovery => &self.shared.metrics.recovery_requeues,
+        };
         loop {
-            match nudges.recv().await {
+            match receiver.recv().await {
                 Ok(nudge) if nudge.kind == self.kind => {
                     if self.parent.get(&nudge.key).is_some() {
-                        self.shared
-                            .metrics
-                            .drift_requeues
-                            .with_label_values(&[&self.kind])
-                            .inc();
+                        counter.with_label_values(&[&self.kind]).inc();
                         self.queue.add(nudge.key);
                     }
                 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::KeycloakPool;
 use super::drift_watch::DriftWatch;
 use super::placement::References;
-use crate::capability::{HostCapability, Nudge, Preparation, Refusal};
+use crate::capability::{HostCapability, Nudge, NudgeCause, Nudges, Preparation, Refusal};
 use crate::controller::informer::{Informer, ObjectKey};
 use crate::controller::status;
 use crate::runtime::imports::CallStats;
@@ -124,8 +124,17 @@ impl HostCapability for KeycloakAccess {
         self.references.realm_owners.unregister(kind);
     }
 
-    fn nudges(&self) -> Option<tokio::sync::broadcast::Receiver<Nudge>> {
-        Some(self.drift.subscribe())
+    fn nudges(&self) -> Vec<Nudges> {
+        vec![
+            Nudges {
+                cause: NudgeCause::Drift,
+                receiver: self.drift.subscribe(),
+            },
+            Nudges {
+                cause: NudgeCause::Recovery,
+                receiver: self.pool.recoveries(),
+            },
+        ]
     }
 
     fn departed(&self, kind: &str, key: &ObjectKey) {
@@ -146,12 +155,13 @@ impl HostCapability for KeycloakAccess {
                 kind: call.kind.to_owned(),
                 key: ObjectKey::of(call.object),
             };
-            let recorder = self.drift.recorder(&connection, &resolved.scope, who);
+            let recorder = self.drift.recorder(&connection, &resolved.scope, who.clone());
             call.keycloak = Some(KeycloakPool::gateway(
                 connection,
                 resolved.scope.clone(),
                 resolved.tenant.clone(),
                 recorder,
+                who,
             ));
         }
         call.dependency = Some(format!("Keycloak {}", resolved.target.keycloak));

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::KeycloakSettings;
 use super::circuit::{CircuitBreaker, CircuitState};
 use super::limiter::RateLimiter;
+use super::recovery::Recovery;
 use super::server_info::{SERVER_INFO_TTL, ServerInfoCache};
 use super::token::{self, CredentialSource, Identity, Token, TokenError};
 use crate::metrics::Metrics;
@@ -48,6 +49,9 @@ pub struct Connection {
     /// The last `/admin/serverinfo` answer, shared by every resource on
     /// this connection.
     pub(super) server_info: ServerInfoCache,
+    /// Resources whose reconcile found this Keycloak unavailable, retried
+    /// as soon as its circuit closes.
+    pub(super) recovery: Recovery,
     settings: KeycloakSettings,
     metrics: Arc<Metrics>,
 }
@@ -61,6 +65,7 @@ enum Attempt {
 }
 
 impl Connection {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         key: String,
         base_url: String,
@@ -69,6 +74,7 @@ impl Connection {
         secrets: Api<Secret>,
         settings: KeycloakSettings,
         metrics: Arc<Metrics>,
+        recovery: Recovery,
     ) -> Self {
         metrics.circuit_state.with_label_values(&[&key]).set(0);
         // Every series from the start at zero, so that a rate or an alert
@@ -82,6 +88,7 @@ impl Connection {
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
             writes: Semaphore::new(settings.max_concurrent_writes.max(1)),
             server_info: ServerInfoCache::new(SERVER_INFO_TTL),
+            recovery,
             key,
             base_url,
             source,
@@ -123,7 +130,8 @@ impl Connection {
                     tracing::warn!(keycloak = %self.key, "circuit opened: Keycloak is failing; requests fail fast until a probe succeeds")
                 }
                 CircuitState::Closed => {
-                    tracing::info!(keycloak = %self.key, "circuit closed: Keycloak answers again")
+                    let waiting = self.recovery.closed();
+                    tracing::info!(keycloak = %self.key, retried_now = waiting, "circuit closed: Keycloak answers again")
                 }
                 CircuitState::HalfOpen => {}
             }

@@ -9,6 +9,7 @@ pub mod drift_watch;
 pub mod guard;
 mod limiter;
 pub mod placement;
+mod recovery;
 pub mod route;
 pub mod server_info;
 mod token;
@@ -29,6 +30,7 @@ use drift_watch::PathRecorder;
 use route::Scope;
 pub use token::CredentialSource;
 
+use crate::capability::Nudge;
 use crate::metrics::Metrics;
 use crate::runtime::imports::KeycloakGateway;
 use crate::runtime::model::{KeycloakError, KeycloakRequest, KeycloakResponse};
@@ -142,6 +144,7 @@ pub struct KeycloakPool {
     settings: KeycloakSettings,
     metrics: Arc<Metrics>,
     connections: Mutex<HashMap<String, Arc<Connection>>>,
+    recoveries: tokio::sync::broadcast::Sender<Nudge>,
 }
 
 impl KeycloakPool {
@@ -158,7 +161,16 @@ impl KeycloakPool {
             settings,
             metrics,
             connections: Mutex::new(HashMap::new()),
+            // Room for every resource of a large installation waiting on one
+            // Keycloak; a receiver that lags looks at all its resources.
+            recoveries: tokio::sync::broadcast::channel(4096).0,
         })
+    }
+
+    /// Resources to reconcile now because the Keycloak they found
+    /// unavailable answers again.
+    pub fn recoveries(&self) -> tokio::sync::broadcast::Receiver<Nudge> {
+        self.recoveries.subscribe()
     }
 
     /// The connection for an endpoint; a new one when the URL or the
@@ -180,6 +192,7 @@ impl KeycloakPool {
             Api::namespaced(self.client.clone(), &endpoint.source.namespace),
             self.settings,
             self.metrics.clone(),
+            recovery::Recovery::new(self.recoveries.clone()),
         ));
         connections.insert(key, connection.clone());
         connection
@@ -188,18 +201,21 @@ impl KeycloakPool {
     /// A gateway for one resource's requests on `connection`; `tenant`
     /// names the namespace of a tenant's resource, whose grants of realm
     /// administration are refused; `recorder` notes the paths touched, for
-    /// the drift watch.
+    /// the drift watch; `who` is the resource, retried when Keycloak
+    /// recovers if one of its requests found it unavailable.
     pub fn gateway(
         connection: Arc<Connection>,
         scope: Scope,
         tenant: Option<String>,
         recorder: Option<PathRecorder>,
+        who: Nudge,
     ) -> Arc<dyn KeycloakGateway> {
         Arc::new(ScopedGateway {
             connection,
             scope,
             tenant,
             recorder,
+            who,
         })
     }
 }
@@ -210,6 +226,7 @@ pub struct ScopedGateway {
     scope: Scope,
     tenant: Option<String>,
     recorder: Option<PathRecorder>,
+    who: Nudge,
 }
 
 impl ScopedGateway {
@@ -276,11 +293,15 @@ impl KeycloakGateway for ScopedGateway {
                 query: &request.query,
                 body: request.body.as_deref(),
             };
+            let since = self.connection.recovery.epoch();
             let result = if checked.template == server_info::ROUTE {
                 self.server_info(&outgoing).await
             } else {
                 self.connection.execute(&outgoing).await
             };
+            if matches!(result, Err(KeycloakError::Unavailable(_))) {
+                self.connection.recovery.wait(self.who.clone(), since);
+            }
             if let Some(recorder) = &self.recorder {
                 recorder.observe(request.method, &checked.segments, &result);
             }

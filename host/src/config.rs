@@ -207,8 +207,9 @@ pub struct KeycloakConfig {
     /// Requests in flight at once per instance.
     #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: usize,
-    /// Writes in flight at once per instance (realm creation and deletion
-    /// are expensive for Keycloak).
+    /// Writes to a whole realm (creating, updating, deleting, importing
+    /// into one) in flight at once per instance: each costs Keycloak seconds.
+    /// Writes below a realm are limited only by `max_in_flight`.
     #[serde(default = "defaults::max_concurrent_writes")]
     pub max_concurrent_writes: usize,
     /// How often each realm's admin events are read to catch changes made

@@ -45,7 +45,8 @@ pub struct Connection {
     circuit: CircuitBreaker,
     limiter: RateLimiter,
     in_flight: Semaphore,
-    writes: Semaphore,
+    /// Slots for writes to a whole realm (see [`is_realm_write`]).
+    realm_writes: Semaphore,
     /// The last `/admin/serverinfo` answer, shared by every resource on
     /// this connection.
     pub(super) server_info: ServerInfoCache,
@@ -54,6 +55,21 @@ pub struct Connection {
     pub(super) recovery: Recovery,
     settings: KeycloakSettings,
     metrics: Arc<Metrics>,
+}
+
+/// Whether a request writes a whole realm: creating, updating, deleting or
+/// importing into one costs Keycloak seconds of CPU on a small server, and
+/// piling those up makes each one time out. Writes below a realm (a client,
+/// a role) cost milliseconds and are limited only by the requests in flight.
+/// `path` is the encoded path under `/admin`, so each segment is one value.
+pub(super) fn is_realm_write(method: Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method != Method::Get
+        && match segments.as_slice() {
+            ["realms"] | ["realms", _] => true,
+            ["realms", _, last] => *last == "partialImport",
+            _ => false,
+        }
 }
 
 enum Attempt {
@@ -86,7 +102,7 @@ impl Connection {
             circuit: CircuitBreaker::new(settings.circuit),
             limiter: RateLimiter::new(settings.rate_limit, settings.burst),
             in_flight: Semaphore::new(settings.max_in_flight.max(1)),
-            writes: Semaphore::new(settings.max_concurrent_writes.max(1)),
+            realm_writes: Semaphore::new(settings.max_concurrent_writes.max(1)),
             server_info: ServerInfoCache::new(SERVER_INFO_TTL),
             recovery,
             key,
@@ -233,10 +249,10 @@ impl Connection {
         let Ok(_slot) = self.in_flight.acquire().await else {
             return Attempt::Done(Err(KeycloakError::Unavailable("the connection is closing".into())));
         };
-        let _write_slot = if request.method == Method::Get {
+        let _write_slot = if !is_realm_write(request.method, request.path) {
             None
         } else {
-            match self.writes.acquire().await {
+            match self.realm_writes.acquire().await {
                 Ok(slot) => Some(slot),
                 Err(_) => return Attempt::Done(Err(KeycloakError::Unavailable("the connection is closing".into()))),
             }
@@ -378,5 +394,23 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_writes_to_a_whole_realm_take_a_realm_write_slot() {
+        assert!(is_realm_write(Method::Post, "/realms"));
+        assert!(is_realm_write(Method::Put, "/realms/shop"));
+        assert!(is_realm_write(Method::Delete, "/realms/shop"));
+        assert!(is_realm_write(Method::Post, "/realms/shop/partialImport"));
+        assert!(!is_realm_write(Method::Get, "/realms/shop"));
+        assert!(!is_realm_write(Method::Post, "/realms/shop/clients"));
+        assert!(!is_realm_write(Method::Put, "/realms/shop/clients/0b7c"));
+        assert!(!is_realm_write(Method::Put, "/realms/shop/events/config"));
+        assert!(!is_realm_write(Method::Delete, "/realms/shop/roles/admin"));
     }
 }

@@ -129,7 +129,12 @@ pub fn reconcile(request: Request) -> Result<Response, ReconcileError> {
     };
     let client_id = spec.client_id.as_str();
 
-    let lifecycle = lifecycle(client_id, &realm, &owner).adopting(spec.adopt_existing);
+    // A resource that never recorded its client's id most likely has none
+    // yet: create first (the lifecycle finds it on 409).
+    let never_established = resource.status.as_ref().and_then(|s| s.client_uuid.as_ref()).is_none();
+    let lifecycle = lifecycle(client_id, &realm, &owner)
+        .adopting(spec.adopt_existing)
+        .expecting_new(never_established);
     let established = lifecycle.establish(|| find(&realm, client_id), || create(&context))?;
     let settled = !matches!(established, Established::Owned(_));
     let existing = established.object().clone();

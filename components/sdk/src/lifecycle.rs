@@ -28,6 +28,7 @@ pub struct Lifecycle<'a> {
     label: String,
     owner: &'a Owner,
     adopt_existing: bool,
+    expect_new: bool,
 }
 
 /// What [`Lifecycle::establish`] found.
@@ -60,12 +61,24 @@ impl<'a> Lifecycle<'a> {
             label: label.into(),
             owner,
             adopt_existing: false,
+            expect_new: false,
         }
     }
 
     /// Whether an existing unowned object may be taken over.
     pub fn adopting(mut self, adopt_existing: bool) -> Self {
         self.adopt_existing = adopt_existing;
+        self
+    }
+
+    /// Whether the object most likely does not exist yet: the resource has
+    /// never recorded one. [`Lifecycle::establish`] then creates first and
+    /// finds only when Keycloak answers 409, which saves a read for every
+    /// new resource and decides the same: an object that exists (made by
+    /// hand, by another resource, or by an attempt whose answer was lost) is
+    /// found and judged all the same.
+    pub fn expecting_new(mut self, expect_new: bool) -> Self {
+        self.expect_new = expect_new;
         self
     }
 
@@ -76,7 +89,9 @@ impl<'a> Lifecycle<'a> {
         mut find: impl FnMut() -> Result<Option<Value>, ReconcileError>,
         create: impl FnOnce() -> Result<Option<Value>, ReconcileError>,
     ) -> Result<Established, ReconcileError> {
-        if let Some(existing) = find()? {
+        if !self.expect_new
+            && let Some(existing) = find()?
+        {
             return self.judge(existing);
         }
         if let Some(created) = create()? {
@@ -222,6 +237,28 @@ mod tests {
             .establish(|| Ok(finds.pop().flatten()), || Ok(None))
             .expect_err("someone else's");
         assert_eq!(error_reason(conflict), "Conflict");
+    }
+
+    #[test]
+    fn a_new_object_is_created_without_a_read_and_found_only_on_409() {
+        let me = owner("u1");
+        let lifecycle = Lifecycle::new("Client", "client app", &me).expecting_new(true);
+        let created = lifecycle
+            .establish(|| panic!("no read before the create"), || Ok(Some(json!({"id": "1"}))))
+            .expect("created");
+        assert_eq!(created, Established::Created(json!({"id": "1"})));
+        // 409: an earlier attempt of ours whose answer was lost is ours...
+        let ours = json!({"attributes": me.attributes()});
+        let found = lifecycle
+            .establish(|| Ok(Some(ours.clone())), || Ok(None))
+            .expect("ours");
+        assert_eq!(found, Established::Owned(ours));
+        // ...one made by hand needs adoption, as when found first
+        let unowned = json!({"attributes": {}});
+        let refused = lifecycle
+            .establish(|| Ok(Some(unowned.clone())), || Ok(None))
+            .expect_err("made by hand");
+        assert_eq!(error_reason(refused), "AdoptionRequired");
     }
 
     #[test]

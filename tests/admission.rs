@@ -211,7 +211,7 @@ fn table() -> Vec<Row> {
         row(Realm, "`placement` entry without kinds", |o| set(o, "/spec/placement", json!([{"kinds": []}])), Schema, "spec.placement[0].kinds in body should have at least 1 items"),
         row(Realm, "`placement` with 65 entries", |o| set(o, "/spec/placement", json!(vec![json!({"kinds": ["*"]}); 65])), Schema, "spec.placement: Too many"),
         row(Realm, "a misspelt field (`spec.realmname`)", |o| set(o, "/spec/realmname", json!("shop")), UnknownField, "spec.realmname"),
-        row(Realm, "`realmName` with a dot", |o| set(o, "/spec/realmName", json!("shop.eu")), Accepted, "as Keycloak allows; the reconcile then fails (`KeycloakRejected`, below): a bug"),
+        row(Realm, "`realmName` with a dot", |o| set(o, "/spec/realmName", json!("shop.eu")), Accepted, "as Keycloak allows; managed like any other (`tests/realm_lifecycle.rs`)"),
         row(Realm, "`realmName: MASTER`", |o| set(o, "/spec/realmName", json!("MASTER")), Accepted, "a realm of its own: Keycloak's realm names are case-sensitive (`/admin/realms/MASTER` is 404)"),
         row(Realm, "`representation` holding a collection (`users`)", |o| set(o, "/spec/representation", json!({"users": [{"username": "eve"}]})), Accepted, "passed through to Keycloak as given; the CRD does not refuse collections"),
 

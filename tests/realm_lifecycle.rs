@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
+use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
-    apply, condition, delete, get, install_crds, keycloak, keycloak_kind, realm, realm_kind, wait_condition, wait_ready,
+    apply, client_kind, condition, delete, get, install_crds, keycloak, keycloak_client, keycloak_kind, realm,
+    realm_kind, wait_condition, wait_ready,
 };
 use keycloak_operator_e2e::testbed::{
     KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, testbed, unique_name,
@@ -478,4 +479,59 @@ async fn an_existing_realm_is_adopted_only_on_request() -> Result<()> {
     assert_eq!(held["attributes"][OWNER_UID], object["metadata"]["uid"]);
     delete(&bed.client, &realm_kind(), ns, "legacy").await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_realm_whose_name_holds_a_dot_is_managed_like_any_other() -> Result<()> {
+    // Given a realm named `<unique>.eu`, as Keycloak and the CRD allow, and
+    // a client in it
+    let bed = given_a_keycloak("realm-dotted").await?;
+    let ns = bed.ns.name();
+    let dotted = format!("{}.eu", unique_name("dotted"));
+    let _cleanup = TestRealm::cleanup(&dotted);
+    let mut options = OperatorOptions::standard(&[ns]);
+    options
+        .components
+        .push((Component::Client, &["keycloak-admin", "read-secrets"]));
+    let _operator = Operator::start(&options).await?;
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("dotted", &dotted, "sso", None, json!({"deletionPolicy": "Delete"})),
+    )
+    .await?;
+    apply(
+        &bed.client,
+        &client_kind(),
+        ns,
+        keycloak_client("app", "app.eu", "dotted", None, json!({})),
+    )
+    .await?;
+
+    // Then both are Ready and Keycloak holds them
+    wait_ready(&bed.client, &realm_kind(), ns, "dotted").await?;
+    wait_ready(&bed.client, &client_kind(), ns, "app").await?;
+    assert!(realm_in_keycloak(&bed.admin, &dotted).await?.is_some());
+    let clients = bed
+        .admin
+        .get_json(&format!("/realms/{dotted}/clients?clientId=app.eu"))
+        .await?
+        .unwrap_or_default();
+    assert_eq!(
+        clients.as_array().map(Vec::len),
+        Some(1),
+        "the client is in the dotted realm"
+    );
+
+    // When the realm resource is deleted, the realm goes (deletionPolicy Delete)
+    delete(&bed.client, &client_kind(), ns, "app").await?;
+    delete(&bed.client, &realm_kind(), ns, "dotted").await?;
+    eventually(
+        "the dotted realm to be gone from Keycloak",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        || async { Ok(realm_in_keycloak(&bed.admin, &dotted).await?.is_none().then_some(())) },
+    )
+    .await
 }

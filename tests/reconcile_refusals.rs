@@ -40,8 +40,6 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
     let _shop_cleanup = TestRealm::cleanup(&shop);
     let strict = unique_name("strict");
     let _strict_cleanup = TestRealm::cleanup(&strict);
-    let dotted = format!("{}.eu", unique_name("dotted"));
-    let _dotted_cleanup = TestRealm::cleanup(&dotted);
     let mut options = OperatorOptions::standard(&[ns]);
     options
         .components
@@ -141,18 +139,6 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
             manifest: keycloak_client("lost", "lost", "no-such-realm", None, json!({})),
             want: "Ready=False/ReferenceNotFound",
             fragment: "no-such-realm",
-        },
-        // A known bug, not a wish: Keycloak allows dots in realm names and
-        // the CRD does too, but the host percent-encodes the dot in the
-        // path and Keycloak refuses the request. This row goes red when that
-        // is fixed; then make it `Ready=True` and move it to the accepted
-        // rows of the table in docs/reliability.md.
-        Row {
-            input: "`realmName` with a dot (a bug: the host percent-encodes the dot)",
-            kind: realm_kind(),
-            manifest: realm("dotted", &dotted, "sso", None, json!({"deletionPolicy": "Delete"})),
-            want: "Ready=False/KeycloakRejected",
-            fragment: "Request path not normalized",
         },
     ];
     for row in &rows {

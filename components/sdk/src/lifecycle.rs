@@ -3,7 +3,8 @@
 //! 1. **find** it; when it is absent, **create** it — and when Keycloak
 //!    answers 409 (it appeared meanwhile: another resource, or an earlier
 //!    attempt that timed out), find it again and judge it like any existing
-//!    object;
+//!    object (with [`Lifecycle::expecting_new`], create first and find only
+//!    on 409);
 //! 2. **judge** an existing object by its ownership attributes: ours, go on;
 //!    another resource's, `Conflict` (never touched); nobody's, taken over
 //!    only with `adoptExisting`, else `AdoptionRequired`;

@@ -90,6 +90,17 @@ pub struct Nudge {
     pub key: ObjectKey,
 }
 
+#[cfg(test)]
+impl Nudge {
+    /// The `KeycloakClient` `ns/name`, for tests.
+    pub(crate) fn client(name: &str) -> Self {
+        Nudge {
+            kind: "keycloak.wasmop.dev/KeycloakClient".into(),
+            key: crate::controller::informer::ObjectKey::new("ns", name),
+        }
+    }
+}
+
 /// Why a capability asks for resources to be looked at again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NudgeCause {

@@ -88,13 +88,9 @@ impl Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::informer::ObjectKey;
 
     fn who(name: &str) -> Nudge {
-        Nudge {
-            kind: "keycloak.wasmop.dev/KeycloakClient".into(),
-            key: ObjectKey::new("ns", name),
-        }
+        Nudge::client(name)
     }
 
     fn drain(receiver: &mut broadcast::Receiver<Nudge>) -> Vec<String> {

@@ -65,13 +65,9 @@ impl PathIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::informer::ObjectKey;
 
     fn who(name: &str) -> Nudge {
-        Nudge {
-            kind: "keycloak.wasmop.dev/KeycloakClient".into(),
-            key: ObjectKey::new("ns", name),
-        }
+        Nudge::client(name)
     }
 
     fn watch_with(records: &[(&str, &[&str])]) -> PathIndex {

@@ -346,8 +346,10 @@ impl PathRecorder {
                 if let Ok(items) = serde_json::from_str::<Vec<Listed>>(&response.body)
                     && items.len() <= MAX_LISTED
                 {
-                    for id in items.into_iter().filter_map(|item| item.id) {
-                        push(join(&relative, &id));
+                    for item in &items {
+                        for path in listed_paths(&relative, item) {
+                            push(path);
+                        }
                     }
                 }
             }
@@ -394,6 +396,27 @@ impl Drop for PathRecorder {
 #[derive(serde::Deserialize)]
 struct Listed {
     id: Option<String>,
+    name: Option<String>,
+}
+
+/// The paths under which admin events name an object found by a list at
+/// `relative`. Most objects by id below the list; roles by name below it
+/// (`roles/{name}`, `clients/{id}/roles/{name}`) and by id under
+/// `roles-by-id/`, the two ways Keycloak addresses them (the admin console
+/// uses the second).
+fn listed_paths(relative: &str, item: &Listed) -> Vec<String> {
+    let Some(id) = item.id.as_deref() else {
+        return Vec::new();
+    };
+    let is_role_list = relative == "roles"
+        || relative
+            .strip_prefix("clients/")
+            .is_some_and(|rest| rest.ends_with("/roles"));
+    match (is_role_list, item.name.as_deref()) {
+        (true, Some(name)) => vec![join(relative, name), format!("roles-by-id/{id}")],
+        (true, None) => vec![format!("roles-by-id/{id}")],
+        (false, _) => vec![join(relative, id)],
+    }
 }
 
 fn join(parent: &str, id: &str) -> String {
@@ -457,6 +480,27 @@ mod tests {
             !made_by_operator(&mut once, &on("clients/1", 1_000_900, None), None),
             "one write, one event: the next change is someone else's"
         );
+    }
+
+    #[test]
+    fn listed_roles_are_watched_by_name_and_by_id_other_objects_by_id() {
+        let listed = |id: &str, name: &str| Listed {
+            id: Some(id.into()),
+            name: Some(name.into()),
+        };
+        assert_eq!(
+            listed_paths("roles", &listed("r1", "viewer")),
+            vec!["roles/viewer".to_owned(), "roles-by-id/r1".to_owned()]
+        );
+        assert_eq!(
+            listed_paths("clients/c1/roles", &listed("r2", "admin")),
+            vec!["clients/c1/roles/admin".to_owned(), "roles-by-id/r2".to_owned()]
+        );
+        assert_eq!(
+            listed_paths("clients", &listed("c1", "app")),
+            vec!["clients/c1".to_owned()]
+        );
+        assert!(listed_paths("clients", &Listed { id: None, name: None }).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ComponentIdentity, DeletionPolicy, ObjectReference};
+use crate::common::{ComponentIdentity, DeletionPolicy, ObjectReference, RoleSet};
 
 /// Annotation that asks for a new client secret: set it to any new value
 /// (a date, a counter) and the secret is rotated once for that value.
@@ -272,18 +272,7 @@ impl PkceMethod {
 }
 
 /// Roles of the realm and of clients granted to a service account.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceAccountRoles {
-    /// Realm roles, by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200), extend("x-kubernetes-list-type" = "set"))]
-    pub realm_roles: Vec<String>,
-    /// Client roles, by the `clientId` of the client that defines them (this
-    /// client's own `clientId` included).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub client_roles: BTreeMap<String, Vec<String>>,
-}
+pub type ServiceAccountRoles = RoleSet;
 
 /// SAML settings. Unset fields are not managed. The entity ID of the service
 /// provider is `spec.clientId`.

@@ -1,5 +1,7 @@
 //! Types shared by several kinds.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,27 @@ impl ObjectReference {
     /// The namespace this reference points into, given the referrer's.
     pub fn namespace_or<'a>(&'a self, referrer_namespace: &'a str) -> &'a str {
         self.namespace.as_deref().unwrap_or(referrer_namespace)
+    }
+}
+
+/// Roles of the realm and of clients, by name: what a service account is
+/// granted, what a composite role contains, the realm's default roles.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleSet {
+    /// Realm roles, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200), extend("x-kubernetes-list-type" = "set"))]
+    pub realm_roles: Vec<String>,
+    /// Client roles, by the `clientId` of the client that defines them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_roles: BTreeMap<String, Vec<String>>,
+}
+
+impl RoleSet {
+    /// Whether the set names no role.
+    pub fn is_empty(&self) -> bool {
+        self.realm_roles.is_empty() && self.client_roles.values().all(Vec::is_empty)
     }
 }
 

@@ -21,7 +21,8 @@ pub use client::{
     SamlSettings, SamlSignatureAlgorithm, SecretKeyReference, SecretRotationStatus, ServiceAccountRoles,
 };
 pub use common::{
-    ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, component_reasons, condition_types, reasons,
+    ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, RoleSet, component_reasons, condition_types,
+    reasons,
 };
 pub use component::{
     Candidate, CandidateStatus, ComponentLimits, ComponentVersion, Grant, PlannedWrite, ReconcilerComponent,
@@ -31,7 +32,8 @@ pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,
 };
 pub use realm::{
-    ClientPlacement, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, KindPlacement, RealmSettings, SslRequired,
+    ClientPlacement, CollectionShape, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, KindPlacement,
+    REPRESENTATION_COLLECTIONS, RealmRole, RealmSettings, SslRequired,
 };
 
 /// The API group of every kind the operator serves.

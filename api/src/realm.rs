@@ -7,7 +7,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference};
+use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, RoleSet};
+
+mod roles;
+
+pub use roles::RealmRole;
 
 /// A realm in a Keycloak.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -56,11 +60,27 @@ pub struct KeycloakRealmSpec {
     /// Realm attributes to set. Attributes not listed are left alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
-    /// Any other fields of Keycloak's RealmRepresentation, passed through as
-    /// given, for settings the typed fields do not cover yet. Managed like the
-    /// typed settings: only the fields given are compared and written.
+    /// Roles of the realm. A role listed here is created if missing and its
+    /// listed fields are kept as declared; a role removed from the list is
+    /// deleted only if the operator created it. Roles made by hand are left
+    /// alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub roles: Vec<RealmRole>,
+    /// The roles every user of the realm gets (the composites of Keycloak's
+    /// `default-roles-<realm>` role). When set, they are exactly these:
+    /// Keycloak's own defaults (`offline_access`, `uma_authorization`,
+    /// `account`'s roles) stay only if listed. When unset, not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::realm::free_form_object")]
+    pub default_roles: Option<RoleSet>,
+    /// Any other top-level fields of Keycloak's RealmRepresentation, passed
+    /// through as given, for settings the typed fields do not cover yet.
+    /// Managed like the typed settings: only the fields given are compared
+    /// and written. Collections (users, clients, roles, groups, flows...)
+    /// are refused: Keycloak's realm update ignores them, so they would be
+    /// rewritten at every resync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::realm::representation_schema")]
     pub representation: Option<serde_json::Map<String, serde_json::Value>>,
     /// What deleting this resource does to the realm: `Retain` (default) keeps
     /// the realm and its users; `Delete` removes it from Keycloak.
@@ -211,6 +231,149 @@ pub struct KeycloakRealmStatus {
     /// The `Keycloak` the realm lives on, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keycloak: Option<String>,
+}
+
+/// The JSON shape of a collection field of Keycloak's RealmRepresentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionShape {
+    /// A list of objects.
+    Objects,
+    /// A list of names.
+    Names,
+    /// An object (keyed by kind or by client).
+    Map,
+}
+
+/// Fields of Keycloak's RealmRepresentation that hold collections of
+/// sub-objects, which its realm update ignores: their shape, and what to
+/// use instead.
+pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
+    use CollectionShape::{Map, Names, Objects};
+    &[
+        ("roles", Map, "use spec.roles"),
+        ("defaultRoles", Names, "use spec.defaultRoles"),
+        ("defaultRole", Map, "use spec.defaultRoles"),
+        ("clients", Objects, "use KeycloakClient resources"),
+        ("users", Objects, "users are not managed as part of a realm"),
+        ("federatedUsers", Objects, "users are not managed as part of a realm"),
+        ("groups", Objects, "groups are not managed by the operator yet"),
+        ("defaultGroups", Names, "groups are not managed by the operator yet"),
+        (
+            "clientScopes",
+            Objects,
+            "client scopes are not managed by the operator yet",
+        ),
+        (
+            "defaultDefaultClientScopes",
+            Names,
+            "client scopes are not managed by the operator yet",
+        ),
+        (
+            "defaultOptionalClientScopes",
+            Names,
+            "client scopes are not managed by the operator yet",
+        ),
+        (
+            "scopeMappings",
+            Objects,
+            "scope mappings are not managed by the operator yet",
+        ),
+        (
+            "clientScopeMappings",
+            Map,
+            "scope mappings are not managed by the operator yet",
+        ),
+        (
+            "identityProviders",
+            Objects,
+            "identity providers are not managed by the operator yet",
+        ),
+        (
+            "identityProviderMappers",
+            Objects,
+            "identity providers are not managed by the operator yet",
+        ),
+        (
+            "components",
+            Map,
+            "components (user federation, keys) are not managed by the operator yet",
+        ),
+        (
+            "userFederationProviders",
+            Objects,
+            "user federation is not managed by the operator yet",
+        ),
+        (
+            "userFederationMappers",
+            Objects,
+            "user federation is not managed by the operator yet",
+        ),
+        (
+            "authenticationFlows",
+            Objects,
+            "authentication flows are not managed by the operator yet",
+        ),
+        (
+            "authenticatorConfig",
+            Objects,
+            "authentication flows are not managed by the operator yet",
+        ),
+        (
+            "requiredActions",
+            Objects,
+            "required actions are not managed by the operator yet",
+        ),
+        (
+            "protocolMappers",
+            Objects,
+            "set protocol mappers on KeycloakClient resources",
+        ),
+        (
+            "organizations",
+            Objects,
+            "organizations are not managed by the operator yet",
+        ),
+        ("applications", Objects, "use KeycloakClient resources"),
+        ("oauthClients", Objects, "use KeycloakClient resources"),
+        (
+            "clientTemplates",
+            Objects,
+            "client scopes are not managed by the operator yet",
+        ),
+    ]
+};
+
+/// Schema of `spec.representation`: a free-form object, refusing the
+/// collections a realm update would ignore, each with its own message. The
+/// collections are declared as properties of their shape, because CEL can
+/// only test for fields the schema declares with a type.
+pub(crate) fn representation_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut properties = serde_json::Map::new();
+    let mut rules = Vec::new();
+    let free_form = serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    for (field, shape, instead) in REPRESENTATION_COLLECTIONS {
+        let mut schema = match shape {
+            CollectionShape::Objects => serde_json::json!({"type": "array", "items": free_form}),
+            CollectionShape::Names => serde_json::json!({"type": "array", "items": {"type": "string"}}),
+            CollectionShape::Map => free_form.clone(),
+        };
+        schema["description"] = serde_json::json!(format!("Refused: {instead}."));
+        properties.insert((*field).to_owned(), schema);
+        rules.push(serde_json::json!({
+            "rule": format!("!has(self.{field})"),
+            "message": format!(
+                "spec.representation.{field} is a collection, which Keycloak's realm update ignores (it would be rewritten at every resync): {instead}"
+            ),
+            "reason": "FieldValueForbidden",
+            "fieldPath": format!(".{field}"),
+        }));
+    }
+    schemars::json_schema!({
+        "type": "object",
+        "properties": properties,
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": rules
+    })
 }
 
 /// Schema of a JSON object whose fields Kubernetes keeps as given.

@@ -6,15 +6,20 @@
 //! Keycloak is read first and written only when a managed field differs, so
 //! steady state costs one read per resync.
 
+mod composites;
+mod records;
 mod representation;
+mod roles;
 
-use keycloak_operator_api::{DeletionPolicy, KeycloakRealm};
+use composites::Resolver;
+use keycloak_operator_api::{DeletionPolicy, KeycloakRealm, KeycloakRealmSpec};
 use keycloak_operator_sdk::error::transient;
 use keycloak_operator_sdk::keycloak;
 use keycloak_operator_sdk::ownership::{Owner, keeping_other_attributes};
 use keycloak_operator_sdk::{
     Description, Established, Finalized, KeycloakScope, Lifecycle, ReconcileError, Reconciler, Request, Response,
 };
+use records::Records;
 use serde_json::{Value, json};
 
 pub use representation::desired_representation;
@@ -54,45 +59,153 @@ fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
     Lifecycle::new("Realm", format!("realm {name}"), owner)
 }
 
-/// Converges one realm.
+/// Converges one realm: its fields, then its roles, then the composites
+/// the spec declares.
 pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
-    let name = resource.spec.realm_name.as_str();
+    let spec = &resource.spec;
+    let name = spec.realm_name.as_str();
     let owner = Owner::of(&request);
-    let desired = desired_representation(&resource.spec, &owner, options.extra_attributes);
+    let base = desired_representation(spec, &owner, options.extra_attributes);
 
     let established = lifecycle(name, &owner)
-        .adopting(resource.spec.adopt_existing)
-        .establish(|| keycloak::get(REALM, &[name]), || create(name, &desired))?;
-    let response = match &established {
-        Established::Created(_) => lifecycle(name, &owner).announce(&established, ready(name)),
-        Established::Adopted(existing) => {
-            keycloak::update(REALM, &[name], &keeping_other_attributes(&desired, existing))?;
-            lifecycle(name, &owner).announce(&established, ready(name))
-        }
-        Established::Owned(existing) => converge(name, &desired, existing, &request)?,
+        .adopting(spec.adopt_existing)
+        .establish(|| keycloak::get(REALM, &[name]), || create(name, &base))?;
+    let realm = established.object();
+    let recorded = Records::of(realm);
+    let current_roles = if spec.roles.is_empty() && recorded.roles.is_empty() {
+        Vec::new()
+    } else {
+        roles::list(name)?
     };
-    with_status(response, established.object(), &request)
+    let plan = roles::plan(&spec.roles, &current_roles, &recorded.roles);
+    // Recorded before the roles are created, so that a failure half-way
+    // never leaves a role the operator made unrecorded.
+    let mut records = Records {
+        roles: recorded.roles.iter().cloned().chain(plan.created_names()).collect(),
+    };
+    let desired = with_records(&base, &records);
+
+    let (mut changed, mut held) = match &established {
+        Established::Adopted(existing) => {
+            let body = keeping_other_attributes(&desired, existing);
+            keycloak::update(REALM, &[name], &body)?;
+            (Vec::new(), body)
+        }
+        Established::Created(existing) | Established::Owned(existing) => converge_fields(name, &desired, existing)?,
+    };
+    changed.extend(roles::apply(name, &plan)?);
+    changed.extend(converge_composites(
+        name,
+        spec,
+        &realm_after(name, realm, &plan, &current_roles)?,
+    )?);
+
+    records
+        .roles
+        .retain(|role| !plan.delete.iter().any(|(_, deleted)| deleted == role) && !plan.forget.contains(role));
+    if records != Records::of(&held) {
+        held = keeping_other_attributes(&with_records(&json!({ "realm": name }), &records), &held);
+        keycloak::update(REALM, &[name], &held)?;
+    }
+
+    let response = match &established {
+        Established::Owned(_) => report(name, changed, &request),
+        _ => lifecycle(name, &owner).announce(&established, ready(name)),
+    };
+    with_status(response, realm, &request)
 }
 
-/// Writes the managed fields that differ, if any: steady state only reads.
-fn converge(name: &str, desired: &Value, existing: &Value, request: &Request) -> Result<Response, ReconcileError> {
+/// `desired` with the operator's records among its attributes.
+fn with_records(desired: &Value, records: &Records) -> Value {
+    let mut body = desired.clone();
+    for (key, value) in records.attributes() {
+        body["attributes"][key] = json!(value);
+    }
+    body
+}
+
+/// Writes the realm's managed fields that differ, if any: steady state only
+/// reads. Returns the drifted fields (the operator's records left out) and
+/// the realm as Keycloak now holds it, as far as attributes go.
+fn converge_fields(name: &str, desired: &Value, existing: &Value) -> Result<(Vec<String>, Value), ReconcileError> {
     let drifted = keycloak_operator_sdk::diff::drifted_fields(desired, existing);
     if drifted.is_empty() {
-        return Ok(ready(name));
+        return Ok((Vec::new(), existing.clone()));
     }
-    keycloak::update(REALM, &[name], &keeping_other_attributes(desired, existing))?;
+    let body = keeping_other_attributes(desired, existing);
+    keycloak::update(REALM, &[name], &body)?;
+    let changed = drifted
+        .into_iter()
+        .filter(|path| !records::is_bookkeeping(path))
+        .collect();
+    Ok((changed, body))
+}
+
+/// The realm's roles after the plan: listed again only when roles were
+/// created and a composite may need their ids.
+fn realm_after(name: &str, realm: &Value, plan: &roles::Plan, before: &[Value]) -> Result<Roles, ReconcileError> {
+    let default_role = realm["defaultRole"]["id"].as_str().map(str::to_owned);
+    let listed = if plan.create.is_empty() {
+        before.to_vec()
+    } else {
+        roles::list(name)?
+    };
+    Ok(Roles { listed, default_role })
+}
+
+/// The roles of a realm, and the id of its default role.
+struct Roles {
+    listed: Vec<Value>,
+    default_role: Option<String>,
+}
+
+/// Makes the composites of declared roles, and the default roles, exactly
+/// what the spec declares, where it declares them.
+fn converge_composites(name: &str, spec: &KeycloakRealmSpec, roles: &Roles) -> Result<Vec<String>, ReconcileError> {
+    let mut changed = Vec::new();
+    let mut resolver = Resolver::new(name, &roles.listed);
+    for (index, role) in spec.roles.iter().enumerate() {
+        let Some(declared) = &role.composites else { continue };
+        let Some(have) = roles.listed.iter().find(|r| r["name"] == role.name.as_str()) else {
+            continue;
+        };
+        let id = have["id"].as_str().unwrap_or_default();
+        let known_empty = have["composite"] == false;
+        if composites::converge(
+            &mut resolver,
+            id,
+            declared,
+            known_empty,
+            &format!("spec.roles[{index}].composites"),
+        )? {
+            changed.push(format!("roles.{}.composites", role.name));
+        }
+    }
+    if let (Some(declared), Some(id)) = (&spec.default_roles, &roles.default_role)
+        && composites::converge(&mut resolver, id, declared, false, "spec.defaultRoles")?
+    {
+        changed.push("defaultRoles".to_owned());
+    }
+    Ok(changed)
+}
+
+/// The outcome of converging a realm the resource already owned.
+fn report(name: &str, changed: Vec<String>, request: &Request) -> Response {
+    if changed.is_empty() {
+        return ready(name);
+    }
     if request.spec_unchanged_since_last_reconcile() {
-        let fields = drifted.join(", ");
-        Ok(ready(name)
+        let fields = changed.join(", ");
+        ready(name)
             .event(
                 "DriftCorrected",
                 "Update",
                 format!("Reverted changes made in Keycloak to {fields}"),
             )
-            .drift_corrected(drifted))
+            .drift_corrected(changed)
     } else {
-        Ok(ready(name).event("RealmUpdated", "Update", format!("Updated realm {name}")))
+        ready(name).event("RealmUpdated", "Update", format!("Updated realm {name}"))
     }
 }
 

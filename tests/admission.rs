@@ -213,7 +213,15 @@ fn table() -> Vec<Row> {
         row(Realm, "a misspelt field (`spec.realmname`)", |o| set(o, "/spec/realmname", json!("shop")), UnknownField, "spec.realmname"),
         row(Realm, "`realmName` with a dot", |o| set(o, "/spec/realmName", json!("shop.eu")), Accepted, "as Keycloak allows; managed like any other (`tests/realm_lifecycle.rs`)"),
         row(Realm, "`realmName: MASTER`", |o| set(o, "/spec/realmName", json!("MASTER")), Accepted, "a realm of its own: Keycloak's realm names are case-sensitive (`/admin/realms/MASTER` is 404)"),
-        row(Realm, "`representation` holding a collection (`users`)", |o| set(o, "/spec/representation", json!({"users": [{"username": "eve"}]})), Accepted, "passed through to Keycloak as given; the CRD does not refuse collections"),
+        row(Realm, "`representation` holding a collection (`users`)", |o| set(o, "/spec/representation", json!({"users": [{"username": "eve"}]})), Cel, "spec.representation.users is a collection, which Keycloak's realm update ignores"),
+        row(Realm, "`representation` holding `roles`", |o| set(o, "/spec/representation", json!({"roles": {"realm": [{"name": "a"}]}})), Cel, "spec.representation.roles is a collection, which Keycloak's realm update ignores (it would be rewritten at every resync): use spec.roles"),
+        row(Realm, "`representation` holding `authenticationFlows`", |o| set(o, "/spec/representation", json!({"authenticationFlows": []})), Cel, "spec.representation.authenticationFlows is a collection"),
+        row(Realm, "two roles of one name", |o| set(o, "/spec/roles", json!([{"name": "reader"}, {"name": "reader"}])), Schema, "spec.roles[1]: Duplicate value").ssa(".spec.roles: duplicate entries"),
+        row(Realm, "a role without a name", |o| set(o, "/spec/roles", json!([{"description": "nameless"}])), Schema, "spec.roles[0].name: Required value").ssa("associative list with keys has an element that omits all key fields"),
+        row(Realm, "a role that is a composite of itself", |o| set(o, "/spec/roles", json!([{"name": "reader", "composites": {"realmRoles": ["reader"]}}])), Cel, "a role cannot be a composite of itself"),
+        row(Realm, "a role with a list-valued description", |o| set(o, "/spec/roles", json!([{"name": "reader", "description": ["a"]}])), Schema, "spec.roles[0].description").ssa(".description: expected string"),
+        row(Realm, "`defaultRoles` naming one role twice", |o| set(o, "/spec/defaultRoles", json!({"realmRoles": ["a", "a"]})), Schema, "spec.defaultRoles.realmRoles[1]: Duplicate value").ssa(".spec.defaultRoles.realmRoles: duplicate entries"),
+        row(Realm, "`representation` holding `smtpServer`", |o| set(o, "/spec/representation", json!({"smtpServer": {"host": "mail"}})), Accepted, "a top-level field; passed through (a typed SMTP section with a Secret reference is not built yet)"),
 
         // KeycloakClient
         row(Client, "without `clientId`", |o| unset(o, "/spec/clientId"), Schema, "spec.clientId: Required value"),

@@ -6,33 +6,17 @@ use std::time::Duration;
 use anyhow::Result;
 use keycloak_operator_e2e::operator::{Component, Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
-    apply, client_kind, condition, delete, get, install_crds, keycloak, keycloak_client, keycloak_kind, realm,
-    realm_kind, wait_condition, wait_ready,
+    KeycloakBed, apply, client_kind, condition, delete, get, keycloak_client, keycloak_kind, realm, realm_kind,
+    wait_condition, wait_ready,
 };
-use keycloak_operator_e2e::testbed::{
-    KeycloakAdmin, TestNamespace, TestRealm, eventually, kube_client, testbed, unique_name,
-};
+use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, testbed, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const OWNER_UID: &str = "keycloak.wasmop.dev/owner-uid";
 
-struct Bed {
-    client: kube::Client,
-    admin: KeycloakAdmin,
-    ns: TestNamespace,
-}
-
-async fn given_a_keycloak(prefix: &str) -> Result<Bed> {
-    let client = kube_client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, prefix).await?;
-    keycloak(&client, ns.name(), "sso", None, &[]).await?;
-    Ok(Bed {
-        client,
-        admin: KeycloakAdmin::connect().await?,
-        ns,
-    })
+async fn given_a_keycloak(prefix: &str) -> Result<KeycloakBed> {
+    KeycloakBed::given(prefix).await
 }
 
 async fn realm_in_keycloak(admin: &KeycloakAdmin, name: &str) -> Result<Option<Value>> {

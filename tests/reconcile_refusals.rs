@@ -40,6 +40,10 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
     let _shop_cleanup = TestRealm::cleanup(&shop);
     let strict = unique_name("strict");
     let _strict_cleanup = TestRealm::cleanup(&strict);
+    let composite = unique_name("composite");
+    let _composite_cleanup = TestRealm::cleanup(&composite);
+    let defaults = unique_name("defaults");
+    let _defaults_cleanup = TestRealm::cleanup(&defaults);
     let mut options = OperatorOptions::standard(&[ns]);
     options
         .components
@@ -93,6 +97,32 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
             ),
             want: "Ready=False/KeycloakRejected",
             fragment: "Password policy not found",
+        },
+        Row {
+            input: "`roles[].composites` naming a client the realm lacks",
+            kind: realm_kind(),
+            manifest: realm(
+                "composite",
+                &composite,
+                "sso",
+                None,
+                json!({"deletionPolicy": "Delete", "roles": [{"name": "editor", "composites": {"clientRoles": {"no-such-client": ["view"]}}}]}),
+            ),
+            want: "Ready=False/RoleNotFound",
+            fragment: "spec.roles[0].composites.clientRoles: realm",
+        },
+        Row {
+            input: "`defaultRoles` naming a realm role the realm lacks",
+            kind: realm_kind(),
+            manifest: realm(
+                "defaults",
+                &defaults,
+                "sso",
+                None,
+                json!({"deletionPolicy": "Delete", "defaultRoles": {"realmRoles": ["no-such-role"]}}),
+            ),
+            want: "Ready=False/RoleNotFound",
+            fragment: "spec.defaultRoles: the realm has no role \"no-such-role\"",
         },
         Row {
             input: "`defaultClientScopes` naming a scope the realm lacks",

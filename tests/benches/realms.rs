@@ -6,7 +6,10 @@
 //!   as the operator can, and the share of that time spent waiting for
 //!   Keycloak;
 //! - Keycloak writes in steady state (must be 0);
-//! - the operator's resident memory.
+//! - the operator's resident memory;
+//! - for one realm declaring 10 and then 100 roles (one in ten composite,
+//!   default roles set): time to Ready, and the Keycloak requests and
+//!   writes of one steady-state resync, to show how they grow with size.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +93,76 @@ async fn main() -> Result<()> {
         .try_collect::<Vec<_>>()
         .await?;
     wait_all_gone(&api, Duration::from_secs(600)).await?;
+    drop(cleaning);
+
+    for roles in ROLE_SCALES {
+        realm_with_roles(&client, &ns, &prefix, roles).await?;
+    }
+    Ok(())
+}
+
+/// Sizes of the one-realm-with-roles figure.
+const ROLE_SCALES: [usize; 2] = [10, 100];
+
+/// The roles section of a realm with `count` roles: every tenth is a
+/// composite of the one before it and of a client role.
+fn roles_spec(count: usize) -> serde_json::Value {
+    let roles: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            let mut role = json!({"name": format!("role-{i}"), "description": format!("Role {i}"),
+                                  "attributes": {"index": [i.to_string()]}});
+            if i % 10 == 9 {
+                role["composites"] = json!({"realmRoles": [format!("role-{}", i - 1)],
+                                            "clientRoles": {"account": ["view-profile"]}});
+            }
+            role
+        })
+        .collect();
+    json!({"deletionPolicy": "Delete", "roles": roles,
+           "defaultRoles": {"realmRoles": ["role-0", "offline_access"]}})
+}
+
+/// Creation time and steady-state requests of one realm with `count` roles.
+async fn realm_with_roles(client: &kube::Client, ns: &str, prefix: &str, count: usize) -> Result<()> {
+    let name = format!("roles{count}");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &realm_kind());
+    let creating = Operator::start(&operator_options(ns, "10m")).await?;
+    let applied = Instant::now();
+    let manifest = realm(
+        &name,
+        &format!("{prefix}-roles-{count}"),
+        "sso",
+        None,
+        roles_spec(count),
+    );
+    apply(client, &realm_kind(), ns, manifest).await?;
+    wait_all_ready(&api, 1, Duration::from_secs(600)).await?;
+    let creation = applied.elapsed();
+    let created_metrics = creating.metrics().await?;
+    drop(creating);
+
+    let steady = Operator::start(&operator_options(ns, "100ms")).await?;
+    let state = SteadyState::measure(
+        &steady,
+        &api,
+        1,
+        "keycloak.wasmop.dev/KeycloakRealm",
+        Duration::from_secs(10),
+    )
+    .await?;
+    println!(
+        "one realm with {count} roles ({} composite) and default roles: Ready {:.1}s after applying ({} Keycloak writes); \
+         steady state {:.2} Keycloak requests per resync, {} writes",
+        count / 10,
+        creation.as_secs_f64(),
+        writes(&created_metrics),
+        state.requests / state.reconciles.max(1.0),
+        state.writes
+    );
+    drop(steady);
+    let cleaning = Operator::start(&operator_options(ns, "10m")).await?;
+    delete(client, &realm_kind(), ns, &name).await?;
+    wait_all_gone(&api, Duration::from_secs(300)).await?;
     drop(cleaning);
     Ok(())
 }

@@ -421,3 +421,30 @@ impl Drop for Declared {
         .join();
     }
 }
+
+/// The given-state of the realm stories: CRDs installed, a namespace of the
+/// test's own, a `Keycloak` named `sso` in it pointing at the bed's
+/// Keycloak, and an admin client of that Keycloak.
+pub struct KeycloakBed {
+    /// A client of the bed's API server.
+    pub client: Client,
+    /// An admin client of the bed's Keycloak.
+    pub admin: crate::testbed::KeycloakAdmin,
+    /// The test's namespace (deleted when dropped).
+    pub ns: crate::testbed::TestNamespace,
+}
+
+impl KeycloakBed {
+    /// A new namespace named after `prefix`, with its `Keycloak` `sso`.
+    pub async fn given(prefix: &str) -> Result<Self> {
+        let client = crate::testbed::kube_client().await?;
+        install_crds(&client).await?;
+        let ns = crate::testbed::TestNamespace::create(&client, prefix).await?;
+        keycloak(&client, ns.name(), "sso", None, &[]).await?;
+        Ok(KeycloakBed {
+            client,
+            admin: crate::testbed::KeycloakAdmin::connect().await?,
+            ns,
+        })
+    }
+}

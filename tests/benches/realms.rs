@@ -39,15 +39,27 @@ async fn main() -> Result<()> {
     let ns = TestNamespace::create(&client, "bench").await?;
     let ns = ns.name().to_owned();
     keycloak(&client, &ns, "sso", None, &[]).await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &realm_kind());
     let prefix = unique_name("b");
 
+    // `REALM_BENCH=roles` measures only the realm with roles.
+    if std::env::var("REALM_BENCH").as_deref() != Ok("roles") {
+        many_realms(&client, &ns, &prefix).await?;
+    }
+    for roles in ROLE_SCALES {
+        realm_with_roles(&client, &ns, &prefix, roles).await?;
+    }
+    Ok(())
+}
+
+/// Creation and steady state of [`REALMS`] realms.
+async fn many_realms(client: &kube::Client, ns: &str, prefix: &str) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &realm_kind());
     // Creation: 200 realms applied at once.
-    let creating = Operator::start(&operator_options(&ns, "10m")).await?;
+    let creating = Operator::start(&operator_options(ns, "10m")).await?;
     let applied = Instant::now();
     stream::iter(0..REALMS)
         .map(|i| {
-            let (client, ns, prefix) = (client.clone(), ns.clone(), prefix.clone());
+            let (client, ns, prefix) = (client.clone(), ns.to_owned(), prefix.to_owned());
             async move {
                 let manifest = realm(
                     &format!("r{i}"),
@@ -69,7 +81,7 @@ async fn main() -> Result<()> {
 
     // Steady state: a fresh operator resyncing every realm as often as it
     // can (period shorter than one pass), with nothing to change.
-    let steady = Operator::start(&operator_options(&ns, "100ms")).await?;
+    let steady = Operator::start(&operator_options(ns, "100ms")).await?;
     let steady_state = SteadyState::measure(&steady, &api, REALMS, "keycloak.wasmop.dev/KeycloakRealm", WINDOW).await?;
 
     println!("realms benchmark: {REALMS} KeycloakRealms against the test bed's Keycloak, 16 workers");
@@ -83,10 +95,10 @@ async fn main() -> Result<()> {
     drop(steady);
 
     // Clean up: the realms go from Keycloak with their resources.
-    let cleaning = Operator::start(&operator_options(&ns, "10m")).await?;
+    let cleaning = Operator::start(&operator_options(ns, "10m")).await?;
     stream::iter(0..REALMS)
         .map(|i| {
-            let (client, ns) = (client.clone(), ns.clone());
+            let (client, ns) = (client.clone(), ns.to_owned());
             async move { delete(&client, &realm_kind(), &ns, &format!("r{i}")).await }
         })
         .buffer_unordered(32)
@@ -95,9 +107,6 @@ async fn main() -> Result<()> {
     wait_all_gone(&api, Duration::from_secs(600)).await?;
     drop(cleaning);
 
-    for roles in ROLE_SCALES {
-        realm_with_roles(&client, &ns, &prefix, roles).await?;
-    }
     Ok(())
 }
 

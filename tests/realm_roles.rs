@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::SteadyState;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
-    KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_ready,
+    KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_gone, wait_ready,
 };
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use kube::api::{Api, DynamicObject};
@@ -164,7 +164,7 @@ async fn declared_roles_composites_and_default_roles_are_created_and_resyncs_onl
             &[("kind", "keycloak.wasmop.dev/KeycloakRealm")],
         )
         .await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let after = operator.metrics().await?;
     let reconciles = operator
         .metric(
@@ -173,10 +173,18 @@ async fn declared_roles_composites_and_default_roles_are_created_and_resyncs_onl
         )
         .await?
         - reconciles_before;
-    let per_resync = (realm_requests(&after) - realm_requests(&before)) / reconciles.max(1.0);
-    println!("{per_resync:.2} Keycloak requests per resync of the realm, over {reconciles} resyncs");
-    assert!(reconciles >= 2.0, "resyncs happened: {reconciles}");
-    assert!(per_resync <= 5.0, "{per_resync:.2} Keycloak requests per resync");
+    let requests = realm_requests(&after) - realm_requests(&before);
+    println!(
+        "{:.2} Keycloak requests per resync of the realm, over {reconciles} resyncs",
+        requests / reconciles.max(1.0)
+    );
+    assert!(reconciles >= 4.0, "resyncs happened: {reconciles}");
+    // (A resync in flight at either end of the window counts its requests
+    // but not itself, or the reverse: one resync's worth of slack)
+    assert!(
+        (requests - 5.0 * reconciles).abs() <= 5.0,
+        "{requests} Keycloak requests over {reconciles} resyncs: not 5 each"
+    );
     delete(&bed.client, &realm_kind(), ns, "r").await?;
     Ok(())
 }
@@ -389,5 +397,41 @@ async fn a_composite_naming_a_missing_role_is_reported_with_its_field_and_heals_
         names(&["not-yet"])
     );
     delete(&bed.client, &realm_kind(), ns, "r").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn adopting_a_retained_realm_deletes_none_of_the_former_owners_roles() -> Result<()> {
+    let bed = given_a_keycloak("realm-roles-adopt").await?;
+    let ns = bed.ns.name();
+    let _operator = Operator::start(&OperatorOptions::standard(&[ns])).await?;
+    let name = unique_name("roleadopt");
+    let _name_cleanup = TestRealm::cleanup(&name);
+
+    // Given a realm whose resource created a role, then was deleted with
+    // the realm retained
+    let spec = json!({"roles": [{"name": "reporting"}], "deletionPolicy": "Retain"});
+    apply(&bed.client, &realm_kind(), ns, realm("first", &name, "sso", None, spec)).await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "first").await?;
+    delete(&bed.client, &realm_kind(), ns, "first").await?;
+    wait_gone(&bed.client, &realm_kind(), ns, "first", Duration::from_secs(90)).await?;
+
+    // When another resource adopts it without listing that role
+    let spec = json!({"adoptExisting": true, "displayName": "Adopted"});
+    apply(
+        &bed.client,
+        &realm_kind(),
+        ns,
+        realm("second", &name, "sso", None, spec),
+    )
+    .await?;
+    wait_ready(&bed.client, &realm_kind(), ns, "second").await?;
+
+    // Then the role stays: the new owner did not create it
+    assert!(
+        role_in_keycloak(&bed.admin, &name, "reporting").await?.is_some(),
+        "a role the adopting resource did not create is not deleted"
+    );
+    delete(&bed.client, &realm_kind(), ns, "second").await?;
     Ok(())
 }

@@ -72,7 +72,12 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
         .adopting(spec.adopt_existing)
         .establish(|| keycloak::get(REALM, &[name]), || create(name, &base))?;
     let realm = established.object();
-    let recorded = Records::of(realm);
+    // An adopted realm's record is a former owner's: this resource created
+    // none of those roles, so it must not delete them.
+    let recorded = match &established {
+        Established::Adopted(_) => Records::default(),
+        _ => Records::of(realm),
+    };
     let current_roles = if spec.roles.is_empty() && recorded.roles.is_empty() {
         Vec::new()
     } else {

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use client_common::client_options;
-use keycloak_operator_e2e::bench::{rss_mib, rss_parts, wait_all_gone, wait_all_ready};
+use keycloak_operator_e2e::bench::{delete_all, rss_mib, rss_parts, wait_all_gone, wait_all_ready};
 use keycloak_operator_e2e::operator::Operator;
-use kube::api::ListParams;
 use scale_common::{REALMS, ScaleBed};
 
 const CLIENTS: usize = 1000;
@@ -46,9 +45,7 @@ async fn one_round(bed: &ScaleBed, pid: u32, round: u32) -> Result<(f64, f64)> {
     bed.check_one_owned_client_each(CLIENTS, "app").await?;
 
     // When every client resource is deleted
-    clients
-        .delete_collection(&Default::default(), &ListParams::default())
-        .await?;
+    delete_all(&clients).await?;
     wait_all_gone(&clients, Duration::from_secs(600)).await?;
 
     // Then Keycloak holds none of them any more

@@ -12,12 +12,12 @@ use anyhow::{Context, Result, bail};
 use futures::future::try_join_all;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use keycloak_operator_e2e::bench::wait_all_gone;
+use keycloak_operator_e2e::bench::{delete_all, wait_all_gone};
 use keycloak_operator_e2e::resources::{
     apply, client_kind, install_crds, keycloak, keycloak_client, realm, realm_kind, wait_gone, wait_ready,
 };
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestNamespace, kube_client, unique_name};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
 /// Realms the clients are spread over.
@@ -201,9 +201,7 @@ impl ScaleBed {
     /// resources, whose cleanup then has nothing left to delete.
     pub async fn teardown(&self) -> Result<()> {
         let realms: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), self.ns(), &realm_kind());
-        realms
-            .delete_collection(&Default::default(), &ListParams::default())
-            .await?;
+        delete_all(&realms).await?;
         for i in 0..REALMS {
             wait_gone(
                 &self.client,
@@ -215,9 +213,7 @@ impl ScaleBed {
             .await?;
         }
         let clients = self.clients();
-        clients
-            .delete_collection(&Default::default(), &ListParams::default())
-            .await?;
+        delete_all(&clients).await?;
         wait_all_gone(&clients, Duration::from_secs(600)).await
     }
 }

@@ -100,6 +100,28 @@ pub async fn wait_all_gone(api: &Api<DynamicObject>, timeout: Duration) -> Resul
     Ok(())
 }
 
+/// Deletes every object of `api`. A deletion of a thousand objects with
+/// finalizers can outlast the API server's request timeout on two loaded
+/// cores: the server then drops the connection, part of the work done. The
+/// deletion is idempotent, so it is sent again, up to three times.
+pub async fn delete_all(api: &Api<DynamicObject>) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match api.delete_collection(&Default::default(), &ListParams::default()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < 3 => {
+                eprintln!(
+                    "deleting every {}: attempt {attempt} failed ({error}); again",
+                    api.resource_url()
+                );
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// Keycloak writes (PUT, POST, DELETE) counted in an operator's metrics.
 pub fn writes(metrics: &str) -> f64 {
     let requests = "keycloak_operator_keycloak_requests_total";

@@ -74,12 +74,7 @@ async fn default_roles_in_keycloak(admin: &KeycloakAdmin, realm: &str) -> Result
 
 /// Keycloak requests to routes inside a realm, the drift watch's aside.
 fn realm_requests(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("keycloak_operator_keycloak_requests_total{"))
-        .filter(|series| series.contains("route=\"/realms/{realm}"))
-        .filter_map(|series| series.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+    keycloak_operator_e2e::bench::keycloak_requests_on(metrics, "/realms/{realm}")
 }
 
 fn names(items: &[&str]) -> BTreeSet<String> {

@@ -141,17 +141,37 @@ pub fn writes(metrics: &str) -> f64 {
     all - setup
 }
 
+/// The series of the Keycloak request counter that reached Keycloak (not
+/// failed fast by an open circuit), as `(labels, value)`.
+fn reached_keycloak(metrics: &str) -> impl Iterator<Item = (&str, f64)> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("keycloak_operator_keycloak_requests_total{"))
+        .filter(|series| !series.contains("code=\"circuit_open\""))
+        .filter_map(|series| {
+            let (labels, value) = series.rsplit_once(' ')?;
+            Some((labels, value.parse::<f64>().ok()?))
+        })
+}
+
 /// Keycloak requests counted in an operator's metrics that reached
 /// Keycloak (not failed fast by an open circuit): those of the drift watch
 /// (routes labelled `drift-watch:`) when `drift_watch`, the others otherwise.
 pub fn keycloak_requests(metrics: &str, drift_watch: bool) -> f64 {
-    let name = "keycloak_operator_keycloak_requests_total{";
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix(name))
-        .filter(|series| !series.contains("code=\"circuit_open\""))
-        .filter(|series| series.contains("route=\"drift-watch:") == drift_watch)
-        .filter_map(|series| series.rsplit_once(' ')?.1.parse::<f64>().ok())
+    reached_keycloak(metrics)
+        .filter(|(labels, _)| labels.contains("route=\"drift-watch:") == drift_watch)
+        .map(|(_, value)| value)
+        .sum::<f64>()
+        + 0.0
+}
+
+/// Keycloak requests that reached Keycloak on routes starting with
+/// `prefix` (such as `/realms/{realm}`).
+pub fn keycloak_requests_on(metrics: &str, prefix: &str) -> f64 {
+    let route = format!("route=\"{prefix}");
+    reached_keycloak(metrics)
+        .filter(|(labels, _)| labels.contains(&route))
+        .map(|(_, value)| value)
         .sum::<f64>()
         + 0.0
 }

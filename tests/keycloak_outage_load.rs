@@ -282,15 +282,18 @@ async fn keycloak_stops_while_a_hundred_clients_converge_and_they_all_recover() 
         converged.as_secs_f64()
     );
     // And the resources that waited are retried when the circuit closes,
-    // not when their backoff (grown while it was open) runs out: everything
-    // is Ready within 10 s of the close. (A just-started Keycloak answers
-    // in 250-450 ms what it later answers in 30: the ~200 requests left
-    // took it 6.6 s on this bed. Without the retry on close, 16-59 s.)
+    // not when their backoff (grown while it was open) runs out: every one
+    // of them is requeued by the close (the assertion that goes red without
+    // the retry), and everything is Ready within 15 s of the close. The
+    // time is only a guard against a regression to minutes: a just-started
+    // Keycloak answers in 250-450 ms what it later answers in 30, so the
+    // ~200 requests left took it 6.6 s on this bed and 10.6 s on a CI
+    // machine. (Without the retry on close, 16-59 s.)
     assert!(
         recovered >= DURING as f64,
         "only {recovered} resources retried when Keycloak recovered"
     );
-    let converged_bound = closed + RESET + Duration::from_secs(5);
+    let converged_bound = closed + Duration::from_secs(15);
     assert!(
         converged <= converged_bound,
         "everything Ready {:.1}s after Keycloak answered again; bound {converged_bound:?} (circuit closed at {:.1}s)",

@@ -221,6 +221,12 @@ fn table() -> Vec<Row> {
         row(Realm, "a role that is a composite of itself", |o| set(o, "/spec/roles", json!([{"name": "reader", "composites": {"realmRoles": ["reader"]}}])), Cel, "a role cannot be a composite of itself"),
         row(Realm, "a role with a list-valued description", |o| set(o, "/spec/roles", json!([{"name": "reader", "description": ["a"]}])), Schema, "spec.roles[0].description").ssa(".description: expected string"),
         row(Realm, "`defaultRoles` naming one role twice", |o| set(o, "/spec/defaultRoles", json!({"realmRoles": ["a", "a"]})), Schema, "spec.defaultRoles.realmRoles[1]: Duplicate value").ssa(".spec.defaultRoles.realmRoles: duplicate entries"),
+        row(Realm, "two groups of one path", |o| set(o, "/spec/groups", json!([{"path": "/eng"}, {"path": "/eng"}])), Schema, "spec.groups[1]: Duplicate value").ssa(".spec.groups: duplicate entries"),
+        row(Realm, "a group path without its leading slash", |o| set(o, "/spec/groups", json!([{"path": "eng"}])), Schema, "spec.groups[0].path in body should match"),
+        row(Realm, "a group path with an empty segment", |o| set(o, "/spec/groups", json!([{"path": "/eng//backend"}])), Schema, "spec.groups[0].path in body should match"),
+        row(Realm, "`defaultGroups` naming a group twice", |o| set(o, "/spec/defaultGroups", json!(["/eng", "/eng"])), Schema, "spec.defaultGroups[1]: Duplicate value").ssa(".spec.defaultGroups: duplicate entries"),
+        row(Realm, "`defaultGroups` naming a group by its bare name", |o| set(o, "/spec/defaultGroups", json!(["eng"])), Schema, "spec.defaultGroups[0] in body should match"),
+        row(Realm, "`representation` holding `groups`", |o| set(o, "/spec/representation", json!({"groups": [{"name": "eng"}]})), Cel, "spec.representation.groups is a collection, which Keycloak's realm update ignores (it would be rewritten at every resync): use spec.groups"),
         row(Realm, "`representation` holding `smtpServer`", |o| set(o, "/spec/representation", json!({"smtpServer": {"host": "mail"}})), Accepted, "a top-level field; passed through (a typed SMTP section with a Secret reference is not built yet)"),
 
         // KeycloakClient

@@ -44,6 +44,8 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
     let _composite_cleanup = TestRealm::cleanup(&composite);
     let defaults = unique_name("defaults");
     let _defaults_cleanup = TestRealm::cleanup(&defaults);
+    let default_groups = unique_name("defaultgroups");
+    let _default_groups_cleanup = TestRealm::cleanup(&default_groups);
     let mut options = OperatorOptions::standard(&[ns]);
     options
         .components
@@ -123,6 +125,19 @@ async fn input_only_a_reconcile_can_judge_is_reported_in_the_ready_condition() -
             ),
             want: "Ready=False/RoleNotFound",
             fragment: "spec.defaultRoles: the realm has no role \"no-such-role\"",
+        },
+        Row {
+            input: "`defaultGroups` naming a group the realm lacks",
+            kind: realm_kind(),
+            manifest: realm(
+                "default-groups",
+                &default_groups,
+                "sso",
+                None,
+                json!({"deletionPolicy": "Delete", "groups": [{"path": "/staff"}], "defaultGroups": ["/staff", "/nobody"]}),
+            ),
+            want: "Ready=False/GroupNotFound",
+            fragment: "spec.defaultGroups[1]: realm",
         },
         Row {
             input: "`defaultClientScopes` naming a scope the realm lacks",

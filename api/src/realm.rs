@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, RoleSet};
 
+mod groups;
 mod roles;
 
+pub use groups::{RealmGroup, parent_path};
 pub use roles::RealmRole;
 
 /// A realm in a Keycloak.
@@ -73,6 +75,19 @@ pub struct KeycloakRealmSpec {
     /// `account`'s roles) stay only if listed. When unset, not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_roles: Option<RoleSet>,
+    /// Groups of the realm, by path. A group listed here is created if
+    /// missing (its parent first) and its listed fields are kept as
+    /// declared; a group removed from the list is deleted only if the
+    /// operator created it and no group made by hand is below it. Groups
+    /// made by hand are left alone, and members are never managed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["path"]))]
+    pub groups: Vec<RealmGroup>,
+    /// The groups every new user joins, by path. When set, they are exactly
+    /// these; when unset, not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 2, max = 1024), regex(pattern = r"^(/[^/]+)+$")), extend("x-kubernetes-list-type" = "set"))]
+    pub default_groups: Option<Vec<String>>,
     /// Any other top-level fields of Keycloak's RealmRepresentation, passed
     /// through as given, for settings the typed fields do not cover yet.
     /// Managed like the typed settings: only the fields given are compared
@@ -256,8 +271,8 @@ pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
         ("clients", Objects, "use KeycloakClient resources"),
         ("users", Objects, "users are not managed as part of a realm"),
         ("federatedUsers", Objects, "users are not managed as part of a realm"),
-        ("groups", Objects, "groups are not managed by the operator yet"),
-        ("defaultGroups", Names, "groups are not managed by the operator yet"),
+        ("groups", Objects, "use spec.groups"),
+        ("defaultGroups", Names, "use spec.defaultGroups"),
         (
             "clientScopes",
             Objects,

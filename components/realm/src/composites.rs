@@ -22,23 +22,27 @@ const CLIENT_ROLES: &str = "/realms/{realm}/clients/{id}/roles";
 /// for a realm role) and its name.
 type Key = (Option<String>, String);
 
-/// Finds the roles a composite names, caching what it read.
+/// Finds the roles a composite or a role mapping names, caching what it
+/// read: the realm's roles are listed at most once, and only when needed.
 pub struct Resolver<'a> {
     realm: &'a str,
-    realm_roles: &'a [Value],
+    /// The realm's roles, once listed.
+    realm_roles: Option<Vec<Value>>,
     /// Internal ids of clients by `clientId` (`None`: no such client).
     clients: BTreeMap<String, Option<String>>,
     /// Roles of clients by internal id.
     client_roles: BTreeMap<String, Vec<Value>>,
 }
 
-fn role_not_found(message: String) -> ReconcileError {
+/// The error of a role, or a client, that a declared set names and the realm
+/// lacks.
+pub fn role_not_found(message: String) -> ReconcileError {
     transient("RoleNotFound", message)
 }
 
 impl<'a> Resolver<'a> {
-    /// A resolver over the realm's roles, as listed.
-    pub fn new(realm: &'a str, realm_roles: &'a [Value]) -> Self {
+    /// A resolver in `realm`, over its roles when they were listed already.
+    pub fn new(realm: &'a str, realm_roles: Option<Vec<Value>>) -> Self {
         Resolver {
             realm,
             realm_roles,
@@ -47,7 +51,16 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn client_uuid(&mut self, client_id: &str) -> Result<Option<String>, ReconcileError> {
+    /// The realm role `name`, if the realm has it.
+    pub fn realm_role(&mut self, name: &str) -> Result<Option<Value>, ReconcileError> {
+        if self.realm_roles.is_none() {
+            self.realm_roles = Some(super::roles::list(self.realm)?);
+        }
+        Ok(self.realm_roles.iter().flatten().find(|r| r["name"] == name).cloned())
+    }
+
+    /// The internal id of the client whose `clientId` is given, if any.
+    pub fn client_uuid(&mut self, client_id: &str) -> Result<Option<String>, ReconcileError> {
         if let Some(known) = self.clients.get(client_id) {
             return Ok(known.clone());
         }
@@ -59,7 +72,8 @@ impl<'a> Resolver<'a> {
         Ok(uuid)
     }
 
-    fn client_role(&mut self, uuid: &str, name: &str) -> Result<Option<Value>, ReconcileError> {
+    /// The role `name` of the client with internal id `uuid`, if it has one.
+    pub fn client_role(&mut self, uuid: &str, name: &str) -> Result<Option<Value>, ReconcileError> {
         if !self.client_roles.contains_key(uuid) {
             let roles = keycloak::list(CLIENT_ROLES, &[self.realm, uuid], &[])?;
             self.client_roles.insert(uuid.to_owned(), roles);
@@ -90,7 +104,7 @@ impl<'a> Resolver<'a> {
     fn role(&mut self, key: &Key, field: &str) -> Result<Value, ReconcileError> {
         let (container, name) = key;
         let found = match container {
-            None => self.realm_roles.iter().find(|r| r["name"] == name.as_str()).cloned(),
+            None => self.realm_role(name)?,
             Some(uuid) => self.client_role(uuid, name)?,
         };
         found.ok_or_else(|| {

@@ -7,6 +7,7 @@
 //! steady state costs one read per resync.
 
 mod composites;
+mod groups;
 mod records;
 mod representation;
 mod roles;
@@ -59,8 +60,8 @@ fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
     Lifecycle::new("Realm", format!("realm {name}"), owner)
 }
 
-/// Converges one realm: its fields, then its roles, then the composites
-/// the spec declares.
+/// Converges one realm: its fields, its roles and their composites, then
+/// its groups, their role mappings and the default groups.
 pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
     let spec = &resource.spec;
@@ -84,10 +85,24 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
         roles::list(name)?
     };
     let plan = roles::plan(&spec.roles, &current_roles, &recorded.roles);
-    // Recorded before the roles are created, so that a failure half-way
-    // never leaves a role the operator made unrecorded.
+    let no_defaults = Vec::new();
+    let default_groups = spec.default_groups.as_ref().unwrap_or(&no_defaults);
+    let mut found_groups = if spec.groups.is_empty() && recorded.groups.is_empty() && spec.default_groups.is_none() {
+        groups::Found::default()
+    } else {
+        groups::read(name, &groups::to_expand(&spec.groups, default_groups, &recorded.groups))?
+    };
+    let group_plan = groups::plan(name, &spec.groups, &found_groups, &recorded.groups)?;
+    // Recorded before the roles and groups are created, so that a failure
+    // half-way never leaves one the operator made unrecorded.
     let mut records = Records {
         roles: recorded.roles.iter().cloned().chain(plan.created_names()).collect(),
+        groups: recorded
+            .groups
+            .iter()
+            .cloned()
+            .chain(group_plan.created_paths(&spec.groups))
+            .collect(),
     };
     let desired = with_records(&base, &records);
 
@@ -100,15 +115,24 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
         Established::Created(existing) | Established::Owned(existing) => converge_fields(name, &desired, existing)?,
     };
     changed.extend(roles::apply(name, &plan)?);
-    changed.extend(converge_composites(
+    let roles_now = realm_after(name, realm, &plan, &current_roles, !spec.roles.is_empty())?;
+    let mut resolver = Resolver::new(name, roles_now.listed.clone());
+    changed.extend(converge_composites(&mut resolver, spec, &roles_now)?);
+    changed.extend(groups::apply(name, &spec.groups, &group_plan, &mut found_groups)?);
+    changed.extend(groups::converge_roles(
+        &mut resolver,
         name,
-        spec,
-        &realm_after(name, realm, &plan, &current_roles)?,
+        &spec.groups,
+        &found_groups,
     )?);
+    if spec.default_groups.is_some() && groups::converge_defaults(name, default_groups, &found_groups)? {
+        changed.push("defaultGroups".to_owned());
+    }
 
     records
         .roles
         .retain(|role| !plan.delete.iter().any(|(_, deleted)| deleted == role) && !plan.forget.contains(role));
+    records.groups.retain(|path| !group_plan.forget.contains(path));
     if records != Records::of(&held) {
         held = keeping_other_attributes(&with_records(&json!({ "realm": name }), &records), &held);
         keycloak::update(REALM, &[name], &held)?;
@@ -148,37 +172,49 @@ fn converge_fields(name: &str, desired: &Value, existing: &Value) -> Result<(Vec
 }
 
 /// The realm's roles after the plan: listed again only when roles were
-/// created and a composite may need their ids.
-fn realm_after(name: &str, realm: &Value, plan: &roles::Plan, before: &[Value]) -> Result<Roles, ReconcileError> {
+/// created and a composite may need their ids; `None` when they were never
+/// listed (the spec declares none).
+fn realm_after(
+    name: &str,
+    realm: &Value,
+    plan: &roles::Plan,
+    before: &[Value],
+    listed: bool,
+) -> Result<Roles, ReconcileError> {
     let default_role = realm["defaultRole"]["id"].as_str().map(str::to_owned);
-    let listed = if plan.create.is_empty() {
-        before.to_vec()
+    let listed = if !plan.create.is_empty() {
+        Some(roles::list(name)?)
+    } else if listed {
+        Some(before.to_vec())
     } else {
-        roles::list(name)?
+        None
     };
     Ok(Roles { listed, default_role })
 }
 
-/// The roles of a realm, and the id of its default role.
+/// The roles of a realm, when listed, and the id of its default role.
 struct Roles {
-    listed: Vec<Value>,
+    listed: Option<Vec<Value>>,
     default_role: Option<String>,
 }
 
 /// Makes the composites of declared roles, and the default roles, exactly
 /// what the spec declares, where it declares them.
-fn converge_composites(name: &str, spec: &KeycloakRealmSpec, roles: &Roles) -> Result<Vec<String>, ReconcileError> {
+fn converge_composites(
+    resolver: &mut Resolver<'_>,
+    spec: &KeycloakRealmSpec,
+    roles: &Roles,
+) -> Result<Vec<String>, ReconcileError> {
     let mut changed = Vec::new();
-    let mut resolver = Resolver::new(name, &roles.listed);
     for (index, role) in spec.roles.iter().enumerate() {
         let Some(declared) = &role.composites else { continue };
-        let Some(have) = roles.listed.iter().find(|r| r["name"] == role.name.as_str()) else {
+        let Some(have) = roles.listed.iter().flatten().find(|r| r["name"] == role.name.as_str()) else {
             continue;
         };
         let id = have["id"].as_str().unwrap_or_default();
         let known_empty = have["composite"] == false;
         if composites::converge(
-            &mut resolver,
+            resolver,
             id,
             declared,
             known_empty,
@@ -188,7 +224,7 @@ fn converge_composites(name: &str, spec: &KeycloakRealmSpec, roles: &Roles) -> R
         }
     }
     if let (Some(declared), Some(id)) = (&spec.default_roles, &roles.default_role)
-        && composites::converge(&mut resolver, id, declared, false, "spec.defaultRoles")?
+        && composites::converge(resolver, id, declared, false, "spec.defaultRoles")?
     {
         changed.push("defaultRoles".to_owned());
     }

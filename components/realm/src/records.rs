@@ -1,10 +1,10 @@
 //! What the operator created inside a realm, recorded in Keycloak itself.
 //!
-//! A role the spec stops listing is deleted only if the operator created
-//! it; roles made by hand, or present before the realm was adopted, are
-//! never deleted. That knowledge must survive operator restarts and lost
-//! status writes, so it is a realm attribute, read with the realm in the
-//! same request.
+//! A role or a group the spec stops listing is deleted only if the operator
+//! created it; those made by hand, or present before the realm was adopted,
+//! are never deleted. That knowledge must survive operator restarts and lost
+//! status writes, so it is a realm attribute per kind, read with the realm
+//! in the same request.
 
 use std::collections::BTreeSet;
 
@@ -13,39 +13,54 @@ use serde_json::Value;
 
 /// Attribute key: names of the realm roles the operator created (JSON array).
 pub const ROLES: &str = "keycloak.wasmop.dev/managed-roles";
+/// Attribute key: paths of the groups the operator created (JSON array).
+pub const GROUPS: &str = "keycloak.wasmop.dev/managed-groups";
 
 /// Every bookkeeping key: changes to them are the operator's own, never
 /// drift to report.
-pub const ALL: [&str; 1] = [ROLES];
+pub const ALL: [&str; 2] = [ROLES, GROUPS];
 
 /// Names of the sub-objects the operator created, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Records {
     /// Realm role names.
     pub roles: BTreeSet<String>,
+    /// Group paths.
+    pub groups: BTreeSet<String>,
+}
+
+/// The names one attribute records. An unreadable record counts as empty:
+/// the operator then deletes nothing, which is the safe side.
+fn recorded(realm: &Value, key: &str) -> BTreeSet<String> {
+    attribute(realm.get("attributes"), key)
+        .and_then(|text| serde_json::from_str::<Vec<String>>(&text).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The attribute value recording `names`; empty (which removes the
+/// attribute) when there are none.
+fn value(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        Value::from(names.iter().cloned().collect::<Vec<_>>()).to_string()
+    }
 }
 
 impl Records {
-    /// What a realm's attributes record. An unreadable record counts as
-    /// empty: the operator then deletes nothing, which is the safe side.
+    /// What a realm's attributes record.
     pub fn of(realm: &Value) -> Self {
-        let roles = attribute(realm.get("attributes"), ROLES)
-            .and_then(|text| serde_json::from_str::<Vec<String>>(&text).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        Records { roles }
+        Records {
+            roles: recorded(realm, ROLES),
+            groups: recorded(realm, GROUPS),
+        }
     }
 
-    /// The attributes that hold this record. An empty record is an empty
-    /// value, which removes the attribute.
-    pub fn attributes(&self) -> [(&'static str, String); 1] {
-        let roles = if self.roles.is_empty() {
-            String::new()
-        } else {
-            Value::from(self.roles.iter().cloned().collect::<Vec<_>>()).to_string()
-        };
-        [(ROLES, roles)]
+    /// The attributes that hold this record.
+    pub fn attributes(&self) -> [(&'static str, String); 2] {
+        [(ROLES, value(&self.roles)), (GROUPS, value(&self.groups))]
     }
 }
 
@@ -63,17 +78,23 @@ mod tests {
     fn records_round_trip_and_unreadable_ones_mean_nothing_to_delete() {
         let records = Records {
             roles: ["a".to_owned(), "b.c".to_owned()].into(),
+            groups: ["/eng".to_owned(), "/eng/backend".to_owned()].into(),
         };
-        let [(key, value)] = records.attributes();
-        let realm = json!({ "attributes": { key: value } });
+        let attributes: serde_json::Map<String, Value> = records
+            .attributes()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), json!(value)))
+            .collect();
+        let realm = json!({ "attributes": attributes });
         assert_eq!(Records::of(&realm), records);
         assert_eq!(Records::of(&json!({"attributes": {ROLES: "nope"}})), Records::default());
-        assert_eq!(Records::default().attributes()[0].1, "");
+        assert!(Records::default().attributes().iter().all(|(_, v)| v.is_empty()));
     }
 
     #[test]
     fn only_record_keys_are_bookkeeping() {
         assert!(is_bookkeeping("attributes.keycloak.wasmop.dev/managed-roles"));
+        assert!(is_bookkeeping("attributes.keycloak.wasmop.dev/managed-groups"));
         assert!(!is_bookkeeping("attributes.team"));
         assert!(!is_bookkeeping("displayName"));
     }

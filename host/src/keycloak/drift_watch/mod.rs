@@ -362,7 +362,11 @@ impl PathRecorder {
             Method::Post if success && segments.len() == 1 => push(String::new()),
             Method::Post if success => {
                 if let Some(id) = response.location.as_deref().and_then(|l| l.rsplit('/').next()) {
-                    let created = join(&relative, id);
+                    let created = if is_subgroup_list(&relative) {
+                        format!("groups/{id}")
+                    } else {
+                        join(&relative, id)
+                    };
                     self.wrote(created.clone());
                     push(created);
                 } else {
@@ -403,11 +407,14 @@ struct Listed {
 /// `relative`. Most objects by id below the list; roles by name below it
 /// (`roles/{name}`, `clients/{id}/roles/{name}`) and by id under
 /// `roles-by-id/`, the two ways Keycloak addresses them (the admin console
-/// uses the second).
+/// uses the second); subgroups, listed below their parent, as `groups/{id}`.
 fn listed_paths(relative: &str, item: &Listed) -> Vec<String> {
     let Some(id) = item.id.as_deref() else {
         return Vec::new();
     };
+    if is_subgroup_list(relative) {
+        return vec![format!("groups/{id}")];
+    }
     let is_role_list = relative == "roles"
         || relative
             .strip_prefix("clients/")
@@ -417,6 +424,15 @@ fn listed_paths(relative: &str, item: &Listed) -> Vec<String> {
         (true, None) => vec![format!("roles-by-id/{id}")],
         (false, _) => vec![join(relative, id)],
     }
+}
+
+/// Whether `relative` lists a group's subgroups (`groups/{id}/children`),
+/// which Keycloak's events name by their own id under `groups/`.
+fn is_subgroup_list(relative: &str) -> bool {
+    relative
+        .strip_prefix("groups/")
+        .and_then(|rest| rest.strip_suffix("/children"))
+        .is_some_and(|id| !id.contains('/'))
 }
 
 fn join(parent: &str, id: &str) -> String {
@@ -501,6 +517,12 @@ mod tests {
             vec!["clients/c1".to_owned()]
         );
         assert!(listed_paths("clients", &Listed { id: None, name: None }).is_empty());
+        assert_eq!(
+            listed_paths("groups/g1/children", &listed("g2", "backend")),
+            vec!["groups/g2"],
+            "a subgroup is named by its own id"
+        );
+        assert_eq!(listed_paths("groups", &listed("g1", "eng")), vec!["groups/g1"]);
     }
 
     #[test]

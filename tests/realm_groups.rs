@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use keycloak_operator_e2e::bench::writes;
+use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_ready,
@@ -75,11 +75,6 @@ fn names(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Keycloak requests to routes inside a realm, the drift watch's aside.
-fn realm_requests(metrics: &str) -> f64 {
-    keycloak_operator_e2e::bench::keycloak_requests_on(metrics, "/realms/{realm}")
-}
-
 /// The groups section the stories declare: a tree two levels deep, role
 /// mappings of both kinds, and a default group.
 fn declared_groups() -> Value {
@@ -141,40 +136,14 @@ async fn declared_groups_subgroups_mappings_and_default_groups_are_created_and_r
     // And with nothing to change, resyncs only read, and a bounded number
     // of times: the realm, its roles, the top-level groups, the subgroups
     // of each declared parent (two) and the default groups
-    let before = operator.metrics().await?;
-    let reconciles = || async {
-        operator
-            .metric(
-                "keycloak_operator_reconciles_total",
-                &[("kind", "keycloak.wasmop.dev/KeycloakRealm")],
-            )
-            .await
-    };
-    let reconciles_before = reconciles().await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = operator.metrics().await?;
-    let resyncs = reconciles().await? - reconciles_before;
-    let requests = realm_requests(&after) - realm_requests(&before);
-    println!(
-        "{:.2} Keycloak requests per resync of the realm, over {resyncs} resyncs",
-        requests / resyncs.max(1.0)
-    );
-    assert!(resyncs >= 4.0, "resyncs happened: {resyncs}");
-    assert_eq!(
-        writes(&after) - writes(&before),
-        0.0,
-        "no write to Keycloak in steady state: {}",
-        after
-            .lines()
-            .filter(|l| l.starts_with("keycloak_operator_keycloak_requests_total") && !l.contains("method=\"GET\""))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    // (A resync in flight at either end of the window counts its requests
-    // but not itself, or the reverse: one resync's worth of slack)
+    let steady = RealmResyncs::measure(&operator, "keycloak.wasmop.dev/KeycloakRealm", Duration::from_secs(10)).await?;
+    assert!(steady.resyncs >= 4.0, "resyncs happened: {}", steady.resyncs);
+    assert_eq!(steady.writes, 0.0, "no write to Keycloak in steady state");
     assert!(
-        (requests - 6.0 * resyncs).abs() <= 6.0,
-        "{requests} Keycloak requests over {resyncs} resyncs: not 6 each"
+        steady.each_made(6.0),
+        "{} Keycloak requests over {} resyncs: not 6 each",
+        steady.requests,
+        steady.resyncs
     );
     delete(&bed.client, &realm_kind(), ns, "r").await?;
     Ok(())

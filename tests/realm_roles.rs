@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use keycloak_operator_e2e::bench::SteadyState;
+use keycloak_operator_e2e::bench::{RealmResyncs, SteadyState};
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
 use keycloak_operator_e2e::resources::{
     KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_gone, wait_ready,
@@ -70,11 +70,6 @@ async fn default_roles_in_keycloak(admin: &KeycloakAdmin, realm: &str) -> Result
         .as_str()
         .context("the realm has a default role")?;
     composites_in_keycloak(admin, realm, id).await
-}
-
-/// Keycloak requests to routes inside a realm, the drift watch's aside.
-fn realm_requests(metrics: &str) -> f64 {
-    keycloak_operator_e2e::bench::keycloak_requests_on(metrics, "/realms/{realm}")
 }
 
 fn names(items: &[&str]) -> BTreeSet<String> {
@@ -152,33 +147,14 @@ async fn declared_roles_composites_and_default_roles_are_created_and_resyncs_onl
     // and the one client a composite names: five reads, however many roles.
     // (Counted over the realm's routes: the `Keycloak` resource resyncs too,
     // and reads the server's info)
-    let before = operator.metrics().await?;
-    let reconciles_before = operator
-        .metric(
-            "keycloak_operator_reconciles_total",
-            &[("kind", "keycloak.wasmop.dev/KeycloakRealm")],
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let after = operator.metrics().await?;
-    let reconciles = operator
-        .metric(
-            "keycloak_operator_reconciles_total",
-            &[("kind", "keycloak.wasmop.dev/KeycloakRealm")],
-        )
-        .await?
-        - reconciles_before;
-    let requests = realm_requests(&after) - realm_requests(&before);
-    println!(
-        "{:.2} Keycloak requests per resync of the realm, over {reconciles} resyncs",
-        requests / reconciles.max(1.0)
-    );
-    assert!(reconciles >= 4.0, "resyncs happened: {reconciles}");
-    // (A resync in flight at either end of the window counts its requests
-    // but not itself, or the reverse: one resync's worth of slack)
+    let resyncs =
+        RealmResyncs::measure(&operator, "keycloak.wasmop.dev/KeycloakRealm", Duration::from_secs(10)).await?;
+    assert!(resyncs.resyncs >= 4.0, "resyncs happened: {}", resyncs.resyncs);
     assert!(
-        (requests - 5.0 * reconciles).abs() <= 5.0,
-        "{requests} Keycloak requests over {reconciles} resyncs: not 5 each"
+        resyncs.each_made(5.0),
+        "{} Keycloak requests over {} resyncs: not 5 each",
+        resyncs.requests,
+        resyncs.resyncs
     );
     delete(&bed.client, &realm_kind(), ns, "r").await?;
     Ok(())

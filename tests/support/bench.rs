@@ -176,6 +176,48 @@ pub fn keycloak_requests_on(metrics: &str, prefix: &str) -> f64 {
         + 0.0
 }
 
+/// Requests to one realm's routes over a window of resyncs of one kind.
+pub struct RealmResyncs {
+    /// Reconciles of the kind that finished in the window.
+    pub resyncs: f64,
+    /// Keycloak requests to routes under `/realms/{realm}` (the drift
+    /// watch's aside).
+    pub requests: f64,
+    /// Keycloak writes.
+    pub writes: f64,
+}
+
+impl RealmResyncs {
+    /// Counts over `window`, and prints the requests per resync.
+    pub async fn measure(operator: &Operator, kind: &str, window: Duration) -> Result<Self> {
+        let labels = [("kind", kind)];
+        let reconciles = || operator.metric("keycloak_operator_reconciles_total", &labels);
+        let before = operator.metrics().await?;
+        let reconciles_before = reconciles().await?;
+        tokio::time::sleep(window).await;
+        let after = operator.metrics().await?;
+        let resyncs = reconciles().await? - reconciles_before;
+        let on_realm = |metrics: &str| keycloak_requests_on(metrics, "/realms/{realm}");
+        let measured = RealmResyncs {
+            resyncs,
+            requests: on_realm(&after) - on_realm(&before),
+            writes: writes(&after) - writes(&before),
+        };
+        println!(
+            "{:.2} Keycloak requests per resync of the realm, over {resyncs} resyncs",
+            measured.requests / resyncs.max(1.0)
+        );
+        Ok(measured)
+    }
+
+    /// Whether every resync made `each` requests, allowing for one resync in
+    /// flight at either end of the window (counted in requests but not in
+    /// resyncs, or the reverse).
+    pub fn each_made(&self, each: f64) -> bool {
+        (self.requests - each * self.resyncs).abs() <= each
+    }
+}
+
 /// What an operator did over a steady-state window.
 pub struct SteadyState {
     /// Length of the window, in seconds.

@@ -24,6 +24,7 @@ pub mod keycloak;
 pub mod lifecycle;
 pub mod log;
 pub mod ownership;
+pub mod protocol_mappers;
 mod request;
 mod response;
 #[doc(hidden)]

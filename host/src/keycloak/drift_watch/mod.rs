@@ -343,6 +343,9 @@ impl PathRecorder {
             // list's ids are read: every answer passes here, and the component
             // parses it in full already.
             Method::Get if success && response.body.trim_start().starts_with('[') => {
+                if is_membership_list(&relative) {
+                    push(relative.clone());
+                }
                 if let Ok(items) = serde_json::from_str::<Vec<Listed>>(&response.body)
                     && items.len() <= MAX_LISTED
                 {
@@ -424,6 +427,17 @@ fn listed_paths(relative: &str, item: &Listed) -> Vec<String> {
         (true, None) => vec![format!("roles-by-id/{id}")],
         (false, _) => vec![join(relative, id)],
     }
+}
+
+/// Whether `relative` lists which objects belong to one of the realm's
+/// sets (its default groups, its default and optional client scopes).
+/// Joining such a set is an event below the list, on an object the list did
+/// not hold, so the list itself is watched.
+fn is_membership_list(relative: &str) -> bool {
+    matches!(
+        relative,
+        "default-groups" | "default-default-client-scopes" | "default-optional-client-scopes"
+    )
 }
 
 /// Whether `relative` lists a group's subgroups (`groups/{id}/children`),
@@ -523,6 +537,15 @@ mod tests {
             "a subgroup is named by its own id"
         );
         assert_eq!(listed_paths("groups", &listed("g1", "eng")), vec!["groups/g1"]);
+    }
+
+    #[test]
+    fn the_realms_sets_are_watched_as_lists_other_lists_by_their_items() {
+        assert!(is_membership_list("default-groups"));
+        assert!(is_membership_list("default-default-client-scopes"));
+        assert!(is_membership_list("default-optional-client-scopes"));
+        assert!(!is_membership_list("groups"));
+        assert!(!is_membership_list("clients/c1/default-client-scopes"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use keycloak::{
 };
 pub use realm::{
     ClientPlacement, CollectionShape, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus, KindPlacement,
-    REPRESENTATION_COLLECTIONS, RealmGroup, RealmRole, RealmSettings, SslRequired,
+    REPRESENTATION_COLLECTIONS, RealmClientScope, RealmGroup, RealmRole, RealmSettings, SslRequired,
 };
 
 /// The API group of every kind the operator serves.

@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, RoleSet};
 
+mod client_scopes;
 mod groups;
 mod roles;
 
+pub use client_scopes::RealmClientScope;
 pub use groups::{RealmGroup, parent_path};
 pub use roles::RealmRole;
 
@@ -40,6 +42,7 @@ pub use roles::RealmRole;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.defaultClientScopes) || !has(self.optionalClientScopes) || self.defaultClientScopes.all(s, !(s in self.optionalClientScopes))").message("a client scope cannot be both a default and an optional scope of the realm").field_path(".optionalClientScopes"))]
 pub struct KeycloakRealmSpec {
     /// The `Keycloak` to place the realm on. A `Keycloak` in another namespace
     /// must allow this namespace in `spec.realms.allowedNamespaces`.
@@ -88,6 +91,26 @@ pub struct KeycloakRealmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), inner(length(min = 2, max = 1024), regex(pattern = r"^(/[^/]+)+$")), extend("x-kubernetes-list-type" = "set"))]
     pub default_groups: Option<Vec<String>>,
+    /// Client scopes of the realm, by name. A scope listed here is created
+    /// if missing and its listed fields are kept as declared; a scope
+    /// removed from the list is deleted only if the operator created it.
+    /// Scopes made by hand are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub client_scopes: Vec<RealmClientScope>,
+    /// The client scopes every new client of the realm gets as default
+    /// scopes (always in its tokens), by name. When set, they are exactly
+    /// these; when unset, not managed. Clients that exist already keep
+    /// their own lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 255)), extend("x-kubernetes-list-type" = "set"))]
+    pub default_client_scopes: Option<Vec<String>>,
+    /// The client scopes every new client of the realm gets as optional
+    /// scopes (in its tokens when asked for), by name. When set, they are
+    /// exactly these; when unset, not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 255)), extend("x-kubernetes-list-type" = "set"))]
+    pub optional_client_scopes: Option<Vec<String>>,
     /// Any other top-level fields of Keycloak's RealmRepresentation, passed
     /// through as given, for settings the typed fields do not cover yet.
     /// Managed like the typed settings: only the fields given are compared
@@ -273,21 +296,9 @@ pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
         ("federatedUsers", Objects, "users are not managed as part of a realm"),
         ("groups", Objects, "use spec.groups"),
         ("defaultGroups", Names, "use spec.defaultGroups"),
-        (
-            "clientScopes",
-            Objects,
-            "client scopes are not managed by the operator yet",
-        ),
-        (
-            "defaultDefaultClientScopes",
-            Names,
-            "client scopes are not managed by the operator yet",
-        ),
-        (
-            "defaultOptionalClientScopes",
-            Names,
-            "client scopes are not managed by the operator yet",
-        ),
+        ("clientScopes", Objects, "use spec.clientScopes"),
+        ("defaultDefaultClientScopes", Names, "use spec.defaultClientScopes"),
+        ("defaultOptionalClientScopes", Names, "use spec.optionalClientScopes"),
         (
             "scopeMappings",
             Objects,
@@ -350,11 +361,7 @@ pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
         ),
         ("applications", Objects, "use KeycloakClient resources"),
         ("oauthClients", Objects, "use KeycloakClient resources"),
-        (
-            "clientTemplates",
-            Objects,
-            "client scopes are not managed by the operator yet",
-        ),
+        ("clientTemplates", Objects, "use spec.clientScopes"),
     ]
 };
 

@@ -216,6 +216,19 @@ impl RealmResyncs {
     pub fn each_made(&self, each: f64) -> bool {
         (self.requests - each * self.resyncs).abs() <= each
     }
+
+    /// Fails unless at least four resyncs happened, none wrote to Keycloak,
+    /// and each made `each` requests.
+    pub fn assert_only_read(&self, each: f64) {
+        assert!(self.resyncs >= 4.0, "resyncs happened: {}", self.resyncs);
+        assert_eq!(self.writes, 0.0, "no write to Keycloak in steady state");
+        assert!(
+            self.each_made(each),
+            "{} Keycloak requests over {} resyncs: not {each} each",
+            self.requests,
+            self.resyncs
+        );
+    }
 }
 
 /// What an operator did over a steady-state window.

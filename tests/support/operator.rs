@@ -112,6 +112,16 @@ impl OperatorOptions {
             component_label: None,
         }
     }
+
+    /// [`OperatorOptions::standard`] with a resync an hour away and the
+    /// drift watch polling every second: only the watch can notice a change
+    /// made in Keycloak within a story.
+    pub fn drift_watched(namespaces: &[&str]) -> Self {
+        let mut options = Self::standard(namespaces);
+        options.resync = "1h".into();
+        options.keycloak = vec!["driftPollInterval: 1s".into()];
+        options
+    }
 }
 
 /// A running operator process, killed when dropped.

@@ -6,6 +6,7 @@
 //! Keycloak is read first and written only when a managed field differs, so
 //! steady state costs one read per resync.
 
+mod client_scopes;
 mod composites;
 mod groups;
 mod records;
@@ -60,8 +61,9 @@ fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
     Lifecycle::new("Realm", format!("realm {name}"), owner)
 }
 
-/// Converges one realm: its fields, its roles and their composites, then
-/// its groups, their role mappings and the default groups.
+/// Converges one realm: its fields, its roles and their composites, its
+/// groups, their role mappings and the default groups, then its client
+/// scopes and the default and optional client scopes.
 pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
     let spec = &resource.spec;
@@ -93,6 +95,13 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
         groups::read(name, &groups::to_expand(&spec.groups, default_groups, &recorded.groups))?
     };
     let group_plan = groups::plan(name, &spec.groups, &found_groups, &recorded.groups)?;
+    let current_scopes = if client_scopes::needed(spec, &recorded.client_scopes) {
+        client_scopes::list(name)?
+    } else {
+        Vec::new()
+    };
+    client_scopes::check_lists(name, spec, &current_scopes)?;
+    let scope_plan = client_scopes::plan(&spec.client_scopes, &current_scopes, &recorded.client_scopes);
     // Recorded before the roles and groups are created, so that a failure
     // half-way never leaves one the operator made unrecorded.
     let mut records = Records {
@@ -102,6 +111,12 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
             .iter()
             .cloned()
             .chain(group_plan.created_paths(&spec.groups))
+            .collect(),
+        client_scopes: recorded
+            .client_scopes
+            .iter()
+            .cloned()
+            .chain(scope_plan.created_names())
             .collect(),
     };
     let desired = with_records(&base, &records);
@@ -128,11 +143,20 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     if spec.default_groups.is_some() && groups::converge_defaults(name, default_groups, &found_groups)? {
         changed.push("defaultGroups".to_owned());
     }
+    let (scopes_changed, created_scopes) = client_scopes::apply(name, &scope_plan)?;
+    changed.extend(scopes_changed);
+    let scope_ids = client_scopes::ids(&current_scopes, created_scopes);
+    changed.extend(client_scopes::converge_lists(name, spec, &scope_ids)?);
+    // After the lists, which may have held them.
+    changed.extend(client_scopes::delete(name, &scope_plan)?);
 
     records
         .roles
         .retain(|role| !plan.delete.iter().any(|(_, deleted)| deleted == role) && !plan.forget.contains(role));
     records.groups.retain(|path| !group_plan.forget.contains(path));
+    records.client_scopes.retain(|scope| {
+        !scope_plan.delete.iter().any(|(_, deleted)| deleted == scope) && !scope_plan.forget.contains(scope)
+    });
     if records != Records::of(&held) {
         held = keeping_other_attributes(&with_records(&json!({ "realm": name }), &records), &held);
         keycloak::update(REALM, &[name], &held)?;

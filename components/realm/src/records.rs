@@ -1,6 +1,6 @@
 //! What the operator created inside a realm, recorded in Keycloak itself.
 //!
-//! A role or a group the spec stops listing is deleted only if the operator
+//! A role, a group or a client scope the spec stops listing is deleted only if the operator
 //! created it; those made by hand, or present before the realm was adopted,
 //! are never deleted. That knowledge must survive operator restarts and lost
 //! status writes, so it is a realm attribute per kind, read with the realm
@@ -15,10 +15,12 @@ use serde_json::Value;
 pub const ROLES: &str = "keycloak.wasmop.dev/managed-roles";
 /// Attribute key: paths of the groups the operator created (JSON array).
 pub const GROUPS: &str = "keycloak.wasmop.dev/managed-groups";
+/// Attribute key: names of the client scopes the operator created (JSON array).
+pub const CLIENT_SCOPES: &str = "keycloak.wasmop.dev/managed-client-scopes";
 
 /// Every bookkeeping key: changes to them are the operator's own, never
 /// drift to report.
-pub const ALL: [&str; 2] = [ROLES, GROUPS];
+pub const ALL: [&str; 3] = [ROLES, GROUPS, CLIENT_SCOPES];
 
 /// Names of the sub-objects the operator created, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Records {
     pub roles: BTreeSet<String>,
     /// Group paths.
     pub groups: BTreeSet<String>,
+    /// Client scope names.
+    pub client_scopes: BTreeSet<String>,
 }
 
 /// The names one attribute records. An unreadable record counts as empty:
@@ -55,12 +59,17 @@ impl Records {
         Records {
             roles: recorded(realm, ROLES),
             groups: recorded(realm, GROUPS),
+            client_scopes: recorded(realm, CLIENT_SCOPES),
         }
     }
 
     /// The attributes that hold this record.
-    pub fn attributes(&self) -> [(&'static str, String); 2] {
-        [(ROLES, value(&self.roles)), (GROUPS, value(&self.groups))]
+    pub fn attributes(&self) -> [(&'static str, String); 3] {
+        [
+            (ROLES, value(&self.roles)),
+            (GROUPS, value(&self.groups)),
+            (CLIENT_SCOPES, value(&self.client_scopes)),
+        ]
     }
 }
 
@@ -79,6 +88,7 @@ mod tests {
         let records = Records {
             roles: ["a".to_owned(), "b.c".to_owned()].into(),
             groups: ["/eng".to_owned(), "/eng/backend".to_owned()].into(),
+            client_scopes: ["orders".to_owned()].into(),
         };
         let attributes: serde_json::Map<String, Value> = records
             .attributes()
@@ -95,6 +105,7 @@ mod tests {
     fn only_record_keys_are_bookkeeping() {
         assert!(is_bookkeeping("attributes.keycloak.wasmop.dev/managed-roles"));
         assert!(is_bookkeeping("attributes.keycloak.wasmop.dev/managed-groups"));
+        assert!(is_bookkeeping("attributes.keycloak.wasmop.dev/managed-client-scopes"));
         assert!(!is_bookkeeping("attributes.team"));
         assert!(!is_bookkeeping("displayName"));
     }

@@ -404,16 +404,24 @@ impl Drop for PathRecorder {
 struct Listed {
     id: Option<String>,
     name: Option<String>,
+    /// What names the objects that carry no id (required actions).
+    alias: Option<String>,
 }
 
 /// The paths under which admin events name an object found by a list at
 /// `relative`. Most objects by id below the list; roles by name below it
 /// (`roles/{name}`, `clients/{id}/roles/{name}`) and by id under
 /// `roles-by-id/`, the two ways Keycloak addresses them (the admin console
-/// uses the second); subgroups, listed below their parent, as `groups/{id}`.
+/// uses the second); subgroups, listed below their parent, as `groups/{id}`;
+/// objects without an id (required actions) by their alias.
 fn listed_paths(relative: &str, item: &Listed) -> Vec<String> {
     let Some(id) = item.id.as_deref() else {
-        return Vec::new();
+        return item
+            .alias
+            .as_deref()
+            .map(|alias| join(relative, alias))
+            .into_iter()
+            .collect();
     };
     if is_subgroup_list(relative) {
         return vec![format!("groups/{id}")];
@@ -517,6 +525,7 @@ mod tests {
         let listed = |id: &str, name: &str| Listed {
             id: Some(id.into()),
             name: Some(name.into()),
+            alias: None,
         };
         assert_eq!(
             listed_paths("roles", &listed("r1", "viewer")),
@@ -530,7 +539,21 @@ mod tests {
             listed_paths("clients", &listed("c1", "app")),
             vec!["clients/c1".to_owned()]
         );
-        assert!(listed_paths("clients", &Listed { id: None, name: None }).is_empty());
+        let nothing = Listed {
+            id: None,
+            name: None,
+            alias: None,
+        };
+        assert!(listed_paths("clients", &nothing).is_empty());
+        let action = Listed {
+            alias: Some("VERIFY_EMAIL".into()),
+            ..nothing
+        };
+        assert_eq!(
+            listed_paths("authentication/required-actions", &action),
+            vec!["authentication/required-actions/VERIFY_EMAIL"],
+            "an object without an id by its alias"
+        );
         assert_eq!(
             listed_paths("groups/g1/children", &listed("g2", "backend")),
             vec!["groups/g2"],

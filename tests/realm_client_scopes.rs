@@ -14,9 +14,7 @@ use anyhow::{Context, Result};
 use client_common::{client_credentials_grant, jwt_claims};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{
-    KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_ready,
-};
+use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -407,19 +405,7 @@ async fn a_scope_list_naming_a_missing_scope_is_reported_with_its_field_and_heal
     apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
 
     // Then the realm is not Ready, and the message names the field and the scope
-    let object = wait_condition(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        "r",
-        "Ready=False/ClientScopeNotFound",
-        Duration::from_secs(90),
-    )
-    .await?;
-    let message = condition(&object, "Ready").context("Ready condition")?["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let message = wait_realm_refused(&bed.client, ns, "r", "ClientScopeNotFound").await?;
     assert!(
         message.contains("spec.optionalClientScopes") && message.contains("billing"),
         "{message}"

@@ -10,9 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{
-    KeycloakBed, apply, condition, delete, realm, realm_kind, wait_condition, wait_ready,
-};
+use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -335,17 +333,7 @@ async fn a_group_below_a_missing_parent_or_mapping_a_missing_role_is_reported_wi
     apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
 
     // Then the realm is not Ready, and the message names the field and the parent
-    let object = wait_condition(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        "r",
-        "Ready=False/GroupNotFound",
-        Duration::from_secs(90),
-    )
-    .await?;
-    let ready = condition(&object, "Ready").context("Ready condition")?;
-    let message = ready["message"].as_str().unwrap_or_default();
+    let message = wait_realm_refused(&bed.client, ns, "r", "GroupNotFound").await?;
     assert!(
         message.contains("spec.groups[0].path") && message.contains("/ops"),
         "{message}"
@@ -361,19 +349,7 @@ async fn a_group_below_a_missing_parent_or_mapping_a_missing_role_is_reported_wi
             StatusCode::CREATED,
         )
         .await?;
-    let object = wait_condition(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        "r",
-        "Ready=False/RoleNotFound",
-        Duration::from_secs(90),
-    )
-    .await?;
-    let message = condition(&object, "Ready").context("Ready condition")?["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let message = wait_realm_refused(&bed.client, ns, "r", "RoleNotFound").await?;
     assert!(
         message.contains("spec.groups[0].roles") && message.contains("pager"),
         "{message}"

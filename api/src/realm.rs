@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectReference, RoleSet};
 
+mod authentication;
 mod client_scopes;
 mod groups;
 mod roles;
 
+pub use authentication::{FlowBindings, RequiredAction};
 pub use client_scopes::RealmClientScope;
 pub use groups::{RealmGroup, parent_path};
 pub use roles::RealmRole;
@@ -111,6 +113,15 @@ pub struct KeycloakRealmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 255)), extend("x-kubernetes-list-type" = "set"))]
     pub optional_client_scopes: Option<Vec<String>>,
+    /// Which authentication flow the realm uses for each purpose. Unset
+    /// bindings are not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_bindings: Option<FlowBindings>,
+    /// Required actions of the realm, by alias. Only the listed ones and
+    /// their listed fields are managed; none is ever removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["alias"]))]
+    pub required_actions: Vec<RequiredAction>,
     /// Any other top-level fields of Keycloak's RealmRepresentation, passed
     /// through as given, for settings the typed fields do not cover yet.
     /// Managed like the typed settings: only the fields given are compared
@@ -344,11 +355,7 @@ pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
             Objects,
             "authentication flows are not managed by the operator yet",
         ),
-        (
-            "requiredActions",
-            Objects,
-            "required actions are not managed by the operator yet",
-        ),
+        ("requiredActions", Objects, "use spec.requiredActions"),
         (
             "protocolMappers",
             Objects,

@@ -238,6 +238,24 @@ pub async fn wait_condition(
     result.map_err(|e| anyhow!("{e}; last seen status: {last}"))
 }
 
+/// Waits, up to 90 s, until a realm resource is `Ready=False` for
+/// `reason`; returns the condition's message.
+pub async fn wait_realm_refused(client: &Client, namespace: &str, name: &str, reason: &str) -> Result<String> {
+    let object = wait_condition(
+        client,
+        &realm_kind(),
+        namespace,
+        name,
+        &format!("Ready=False/{reason}"),
+        Duration::from_secs(90),
+    )
+    .await?;
+    Ok(condition(&object, "Ready")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// Waits until the resource is Ready for its current generation.
 pub async fn wait_ready(client: &Client, kind: &ApiResource, namespace: &str, name: &str) -> Result<Value> {
     let object = wait_condition(client, kind, namespace, name, "Ready=True", Duration::from_secs(120)).await?;

@@ -6,6 +6,7 @@
 //! Keycloak is read first and written only when a managed field differs, so
 //! steady state costs one read per resync.
 
+mod authentication;
 mod client_scopes;
 mod composites;
 mod groups;
@@ -62,8 +63,9 @@ fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
 }
 
 /// Converges one realm: its fields, its roles and their composites, its
-/// groups, their role mappings and the default groups, then its client
-/// scopes and the default and optional client scopes.
+/// groups, their role mappings and the default groups, its client scopes
+/// and the default and optional client scopes, then its required actions.
+/// Flow bindings are checked before the realm is written.
 pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
     let spec = &resource.spec;
@@ -71,9 +73,10 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     let owner = Owner::of(&request);
     let base = desired_representation(spec, &owner, options.extra_attributes);
 
-    let established = lifecycle(name, &owner)
-        .adopting(spec.adopt_existing)
-        .establish(|| keycloak::get(REALM, &[name]), || create(name, &base))?;
+    let established = lifecycle(name, &owner).adopting(spec.adopt_existing).establish(
+        || keycloak::get(REALM, &[name]),
+        || create(name, &authentication::without_bindings(spec, &base)),
+    )?;
     let realm = established.object();
     // An adopted realm's record is a former owner's: this resource created
     // none of those roles, so it must not delete them.
@@ -121,6 +124,7 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     };
     let desired = with_records(&base, &records);
 
+    authentication::check_bindings(name, spec, &desired, realm)?;
     let (mut changed, mut held) = match &established {
         Established::Adopted(existing) => {
             let body = keeping_other_attributes(&desired, existing);
@@ -149,6 +153,7 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     changed.extend(client_scopes::converge_lists(name, spec, &scope_ids)?);
     // After the lists, which may have held them.
     changed.extend(client_scopes::delete(name, &scope_plan)?);
+    changed.extend(authentication::converge_required_actions(name, &spec.required_actions)?);
 
     records
         .roles

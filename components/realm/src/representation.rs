@@ -49,6 +49,11 @@ pub fn desired_representation(spec: &KeycloakRealmSpec, owner: &Owner, extra_att
             rep.insert(key.into(), value);
         }
     }
+    for (_, realm_field, flow) in spec.flow_bindings.clone().unwrap_or_default().each() {
+        if let Some(flow) = flow {
+            rep.insert(realm_field.into(), json!(flow));
+        }
+    }
     let mut attributes: Map<String, Value> = spec.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     for (key, value) in extra_attributes {
         attributes.insert((*key).to_owned(), json!(value));

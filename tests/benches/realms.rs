@@ -9,7 +9,10 @@
 //! - the operator's resident memory;
 //! - for one realm declaring 10 and then 100 roles (one in ten composite,
 //!   default roles set): time to Ready, and the Keycloak requests and
-//!   writes of one steady-state resync, to show how they grow with size.
+//!   writes of one steady-state resync, to show how they grow with size;
+//! - the same for one realm using every section (roles, groups, client
+//!   scopes, scope lists, flow bindings, required actions), 10 and then 100
+//!   of each collection.
 
 use std::time::{Duration, Instant};
 
@@ -41,12 +44,45 @@ async fn main() -> Result<()> {
     keycloak(&client, &ns, "sso", None, &[]).await?;
     let prefix = unique_name("b");
 
-    // `REALM_BENCH=roles` measures only the realm with roles.
-    if std::env::var("REALM_BENCH").as_deref() != Ok("roles") {
+    // `REALM_BENCH=roles` measures only the realm with roles,
+    // `REALM_BENCH=sections` only the realm using every section.
+    let only = std::env::var("REALM_BENCH").unwrap_or_default();
+    if only.is_empty() {
         many_realms(&client, &ns, &prefix).await?;
     }
-    for roles in ROLE_SCALES {
-        realm_with_roles(&client, &ns, &prefix, roles).await?;
+    if only != "sections" {
+        for roles in ROLE_SCALES {
+            let what = format!(
+                "one realm with {roles} roles ({} composite) and default roles",
+                roles / 10
+            );
+            one_realm(
+                &client,
+                &ns,
+                &prefix,
+                &format!("roles{roles}"),
+                &what,
+                roles_spec(roles),
+            )
+            .await?;
+        }
+    }
+    if only != "roles" {
+        for size in SECTION_SCALES {
+            let what = format!(
+                "one realm with every section ({size} roles, {size} groups, {size} client scopes, \
+                 scope lists, flow bindings, 3 required actions)"
+            );
+            one_realm(
+                &client,
+                &ns,
+                &prefix,
+                &format!("sections{size}"),
+                &what,
+                sections_spec(size),
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -131,19 +167,61 @@ fn roles_spec(count: usize) -> serde_json::Value {
            "defaultRoles": {"realmRoles": ["role-0", "offline_access"]}})
 }
 
-/// Creation time and steady-state requests of one realm with `count` roles.
-async fn realm_with_roles(client: &kube::Client, ns: &str, prefix: &str, count: usize) -> Result<()> {
-    let name = format!("roles{count}");
+/// Sizes of the realm-using-every-section figure.
+const SECTION_SCALES: [usize; 2] = [10, 100];
+
+/// A realm using every section the operator types, `size` of each
+/// collection: roles (as [`roles_spec`]), groups in trees of ten (a parent
+/// and nine subgroups, each mapping a role), client scopes with a mapper
+/// each, both scope lists, two flow bindings and three required actions.
+fn sections_spec(size: usize) -> serde_json::Value {
+    let mut spec = roles_spec(size);
+    let groups: Vec<serde_json::Value> = (0..size)
+        .map(|i| {
+            let path = if i % 10 == 0 {
+                format!("/team-{}", i / 10)
+            } else {
+                format!("/team-{}/squad-{i}", i / 10)
+            };
+            json!({"path": path, "attributes": {"index": [i.to_string()]},
+                   "roles": {"realmRoles": [format!("role-{i}")]}})
+        })
+        .collect();
+    let scopes: Vec<serde_json::Value> = (0..size)
+        .map(|i| {
+            json!({"name": format!("scope-{i}"), "description": format!("Scope {i}"),
+                   "attributes": {"include.in.token.scope": "true"},
+                   "protocolMappers": [{"name": "audience", "protocolMapper": "oidc-audience-mapper",
+                                        "config": {"included.custom.audience": format!("api-{i}")}}]})
+        })
+        .collect();
+    spec["groups"] = json!(groups);
+    spec["defaultGroups"] = json!(["/team-0"]);
+    spec["clientScopes"] = json!(scopes);
+    spec["defaultClientScopes"] = json!(["basic", "profile", "roles", "scope-0"]);
+    spec["optionalClientScopes"] = json!(["email", "offline_access", "scope-1"]);
+    spec["flowBindings"] = json!({"browser": "browser", "directGrant": "direct grant"});
+    spec["requiredActions"] = json!([
+        {"alias": "TERMS_AND_CONDITIONS", "enabled": true, "defaultAction": true, "priority": 5},
+        {"alias": "CONFIGURE_TOTP", "enabled": true},
+        {"alias": "VERIFY_EMAIL", "enabled": true},
+    ]);
+    spec
+}
+
+/// Creation time and steady-state requests of one realm declaring `spec`.
+async fn one_realm(
+    client: &kube::Client,
+    ns: &str,
+    prefix: &str,
+    name: &str,
+    what: &str,
+    spec: serde_json::Value,
+) -> Result<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &realm_kind());
     let creating = Operator::start(&operator_options(ns, "10m")).await?;
     let applied = Instant::now();
-    let manifest = realm(
-        &name,
-        &format!("{prefix}-roles-{count}"),
-        "sso",
-        None,
-        roles_spec(count),
-    );
+    let manifest = realm(name, &format!("{prefix}-{name}"), "sso", None, spec);
     apply(client, &realm_kind(), ns, manifest).await?;
     wait_all_ready(&api, 1, Duration::from_secs(600)).await?;
     let creation = applied.elapsed();
@@ -160,9 +238,8 @@ async fn realm_with_roles(client: &kube::Client, ns: &str, prefix: &str, count: 
     )
     .await?;
     println!(
-        "one realm with {count} roles ({} composite) and default roles: Ready {:.1}s after applying ({} Keycloak writes); \
+        "{what}: Ready {:.1}s after applying ({} Keycloak writes); \
          steady state {:.2} Keycloak requests per resync, {} writes",
-        count / 10,
         creation.as_secs_f64(),
         writes(&created_metrics),
         state.requests / state.reconciles.max(1.0),
@@ -170,7 +247,7 @@ async fn realm_with_roles(client: &kube::Client, ns: &str, prefix: &str, count: 
     );
     drop(steady);
     let cleaning = Operator::start(&operator_options(ns, "10m")).await?;
-    delete(client, &realm_kind(), ns, &name).await?;
+    delete(client, &realm_kind(), ns, name).await?;
     wait_all_gone(&api, Duration::from_secs(300)).await?;
     drop(cleaning);
     Ok(())

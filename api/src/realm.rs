@@ -12,11 +12,16 @@ use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectRe
 mod authentication;
 mod client_scopes;
 mod groups;
+mod policies;
 mod roles;
 
 pub use authentication::{FlowBindings, RequiredAction};
 pub use client_scopes::RealmClientScope;
 pub use groups::{RealmGroup, parent_path};
+pub use policies::{
+    BruteForce, Events, Localization, OtpAlgorithm, OtpPolicy, OtpType, PasswordRule, Policies, RealmFields, Sessions,
+    Themes, password_policy,
+};
 pub use roles::RealmRole;
 
 /// A realm in a Keycloak.
@@ -236,6 +241,10 @@ pub struct RealmSettings {
     /// Theme of the login pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_theme: Option<String>,
+    /// Password, one-time password, brute-force, session, event,
+    /// localization, theme and browser header policies.
+    #[serde(default, flatten)]
+    pub policies: Policies,
 }
 
 /// Which requests must use HTTPS.

@@ -49,6 +49,9 @@ pub fn desired_representation(spec: &KeycloakRealmSpec, owner: &Owner, extra_att
             rep.insert(key.into(), value);
         }
     }
+    for (key, value) in s.policies.realm_fields() {
+        rep.insert(key.into(), value);
+    }
     for (_, realm_field, flow) in spec.flow_bindings.clone().unwrap_or_default().each() {
         if let Some(flow) = flow {
             rep.insert(realm_field.into(), json!(flow));

@@ -17,14 +17,7 @@ use serde_json::{Value, json};
 /// A realm made by hand, holding a copy of the browser flow named
 /// `browser-with-otp`, as a team that built its own login would have it.
 async fn realm_with_a_custom_flow(admin: &KeycloakAdmin, name: &str) -> Result<()> {
-    admin
-        .expect(
-            Method::POST,
-            "/realms",
-            Some(&json!({"realm": name, "enabled": true})),
-            StatusCode::CREATED,
-        )
-        .await?;
+    admin.create_realm(name).await?;
     admin
         .expect(
             Method::POST,

@@ -213,14 +213,7 @@ async fn client_scopes_changed_in_keycloak_are_put_back_and_only_scopes_the_oper
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // Given a client scope made by hand in a realm the resource adopts
-    bed.admin
-        .expect(
-            Method::POST,
-            "/realms",
-            Some(&json!({"realm": name, "enabled": true})),
-            StatusCode::CREATED,
-        )
-        .await?;
+    bed.admin.create_realm(&name).await?;
     bed.admin
         .expect(
             Method::POST,

@@ -151,14 +151,7 @@ async fn groups_changed_in_keycloak_are_put_back_and_only_groups_the_operator_ma
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // Given a top-level group made by hand, which the spec then lists as a parent
-    bed.admin
-        .expect(
-            Method::POST,
-            "/realms",
-            Some(&json!({"realm": name, "enabled": true})),
-            StatusCode::CREATED,
-        )
-        .await?;
+    bed.admin.create_realm(&name).await?;
     bed.admin
         .expect(
             Method::POST,

@@ -32,9 +32,9 @@ pub use keycloak::{
     AdminCredentials, AdminGrant, ExternalKeycloak, Keycloak, KeycloakSpec, KeycloakStatus, RealmPlacement,
 };
 pub use realm::{
-    ClientPlacement, CollectionShape, FlowBindings, KeycloakRealm, KeycloakRealmSpec, KeycloakRealmStatus,
-    KindPlacement, REPRESENTATION_COLLECTIONS, RealmClientScope, RealmGroup, RealmRole, RealmSettings, RequiredAction,
-    SslRequired,
+    ClientPlacement, CollectionShape, FlowBindings, IdentityProviderMapper, KeycloakRealm, KeycloakRealmSpec,
+    KeycloakRealmStatus, KindPlacement, REPRESENTATION_COLLECTIONS, RealmClientScope, RealmGroup,
+    RealmIdentityProvider, RealmRole, RealmSettings, RequiredAction, SslRequired,
 };
 
 /// The API group of every kind the operator serves.

@@ -12,12 +12,14 @@ use crate::common::{ComponentIdentity, DeletionPolicy, NamespacePolicy, ObjectRe
 mod authentication;
 mod client_scopes;
 mod groups;
+mod identity_providers;
 mod policies;
 mod roles;
 
 pub use authentication::{FlowBindings, RequiredAction};
 pub use client_scopes::RealmClientScope;
 pub use groups::{RealmGroup, parent_path};
+pub use identity_providers::{IdentityProviderMapper, RealmIdentityProvider};
 pub use policies::{
     BruteForce, Events, Localization, OtpAlgorithm, OtpPolicy, OtpType, PasswordRule, Policies, RealmFields, Sessions,
     Themes, password_policy,
@@ -118,6 +120,13 @@ pub struct KeycloakRealmSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 255)), extend("x-kubernetes-list-type" = "set"))]
     pub optional_client_scopes: Option<Vec<String>>,
+    /// Identity providers of the realm, by alias. A provider listed here is
+    /// created if missing and its listed fields are kept as declared; one
+    /// removed from the list is deleted only if the operator created it.
+    /// Providers made by hand are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["alias"]))]
+    pub identity_providers: Vec<RealmIdentityProvider>,
     /// Which authentication flow the realm uses for each purpose. Unset
     /// bindings are not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,15 +338,11 @@ pub const REPRESENTATION_COLLECTIONS: &[(&str, CollectionShape, &str)] = {
             Map,
             "scope mappings are not managed by the operator yet",
         ),
-        (
-            "identityProviders",
-            Objects,
-            "identity providers are not managed by the operator yet",
-        ),
+        ("identityProviders", Objects, "use spec.identityProviders"),
         (
             "identityProviderMappers",
             Objects,
-            "identity providers are not managed by the operator yet",
+            "use spec.identityProviders[].mappers",
         ),
         (
             "components",

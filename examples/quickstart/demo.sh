@@ -34,7 +34,7 @@ components:
 - path: $components/keycloak_component.wasm
   grants: [keycloak-admin, read-secrets]
 - path: $components/realm_component.wasm
-  grants: [keycloak-admin]
+  grants: [keycloak-admin, read-secrets]
 - path: $components/client_component.wasm
   grants: [keycloak-admin, read-secrets]
 resyncPeriod: 30s

@@ -101,7 +101,7 @@ impl OperatorOptions {
             namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
             components: vec![
                 (Component::Keycloak, &["keycloak-admin", "read-secrets"]),
-                (Component::Realm, &["keycloak-admin"]),
+                (Component::Realm, &["keycloak-admin", "read-secrets"]),
             ],
             resync: "5m".into(),
             lease: None,

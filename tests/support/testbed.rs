@@ -461,6 +461,19 @@ impl KeycloakAdmin {
         }
         Ok(response)
     }
+
+    /// Makes the enabled realm `name` by hand, as someone did before the
+    /// operator was asked to adopt it.
+    pub async fn create_realm(&self, name: &str) -> Result<()> {
+        self.expect(
+            Method::POST,
+            "/realms",
+            Some(&serde_json::json!({"realm": name, "enabled": true})),
+            StatusCode::CREATED,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// A Keycloak realm of its own for one test, deleted when dropped unless the

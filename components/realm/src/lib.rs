@@ -10,6 +10,7 @@ mod authentication;
 mod client_scopes;
 mod composites;
 mod groups;
+mod identity_providers;
 mod records;
 mod representation;
 mod roles;
@@ -53,6 +54,10 @@ impl Options {
 pub fn describe(options: &Options) -> Description {
     Description::for_resource::<KeycloakRealm>("keycloak-operator/realm", options.version)
         .scope(KeycloakScope::Realm)
+        // Not `.capability(Capability::ReadSecrets)`: only realms whose
+        // identity providers take a `clientSecretRef` read Secrets, so a
+        // configuration without that grant still serves every other realm,
+        // and those report `SecretAccessDenied`.
         .finalizer()
         .crd(include_str!("../../../crds/keycloakrealms.keycloak.wasmop.dev.yaml"))
 }
@@ -64,7 +69,8 @@ fn lifecycle<'a>(name: &str, owner: &'a Owner) -> Lifecycle<'a> {
 
 /// Converges one realm: its fields, its roles and their composites, its
 /// groups, their role mappings and the default groups, its client scopes
-/// and the default and optional client scopes, then its required actions.
+/// and the default and optional client scopes, its required actions, then
+/// its identity providers.
 /// Flow bindings are checked before the realm is written.
 pub fn reconcile(options: &Options, request: Request) -> Result<Response, ReconcileError> {
     let resource: KeycloakRealm = request.parent_as()?;
@@ -105,6 +111,14 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     };
     client_scopes::check_lists(name, spec, &current_scopes)?;
     let scope_plan = client_scopes::plan(&spec.client_scopes, &current_scopes, &recorded.client_scopes);
+    let provider_secrets = identity_providers::read_secrets(&spec.identity_providers)?;
+    let current_providers = if spec.identity_providers.is_empty() && recorded.identity_providers.is_empty() {
+        Vec::new()
+    } else {
+        identity_providers::list(name)?
+    };
+    let provider_steps =
+        identity_providers::plan(name, &spec.identity_providers, &provider_secrets, &current_providers)?;
     // Recorded before the roles and groups are created, so that a failure
     // half-way never leaves one the operator made unrecorded.
     let mut records = Records {
@@ -120,6 +134,15 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
             .iter()
             .cloned()
             .chain(scope_plan.created_names())
+            .collect(),
+        identity_providers: recorded
+            .identity_providers
+            .iter()
+            .cloned()
+            .chain(identity_providers::created_aliases(
+                &spec.identity_providers,
+                &current_providers,
+            ))
             .collect(),
     };
     let desired = with_records(&base, &records);
@@ -154,11 +177,30 @@ pub fn reconcile(options: &Options, request: Request) -> Result<Response, Reconc
     // After the lists, which may have held them.
     changed.extend(client_scopes::delete(name, &scope_plan)?);
     changed.extend(authentication::converge_required_actions(name, &spec.required_actions)?);
+    changed.extend(identity_providers::apply(
+        name,
+        &spec.identity_providers,
+        &provider_steps,
+    )?);
+    let (providers_deleted, providers_forgotten) = identity_providers::remove_unlisted(
+        name,
+        &spec.identity_providers,
+        &current_providers,
+        &recorded.identity_providers,
+    )?;
+    changed.extend(
+        providers_deleted
+            .iter()
+            .map(|alias| format!("identityProviders.{alias}")),
+    );
 
     records
         .roles
         .retain(|role| !plan.delete.iter().any(|(_, deleted)| deleted == role) && !plan.forget.contains(role));
     records.groups.retain(|path| !group_plan.forget.contains(path));
+    records
+        .identity_providers
+        .retain(|alias| !providers_deleted.contains(alias) && !providers_forgotten.contains(alias));
     records.client_scopes.retain(|scope| {
         !scope_plan.delete.iter().any(|(_, deleted)| deleted == scope) && !scope_plan.forget.contains(scope)
     });

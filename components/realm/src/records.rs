@@ -1,6 +1,6 @@
 //! What the operator created inside a realm, recorded in Keycloak itself.
 //!
-//! A role, a group or a client scope the spec stops listing is deleted only if the operator
+//! A role, a group, a client scope or an identity provider the spec stops listing is deleted only if the operator
 //! created it; those made by hand, or present before the realm was adopted,
 //! are never deleted. That knowledge must survive operator restarts and lost
 //! status writes, so it is a realm attribute per kind, read with the realm
@@ -17,10 +17,13 @@ pub const ROLES: &str = "keycloak.wasmop.dev/managed-roles";
 pub const GROUPS: &str = "keycloak.wasmop.dev/managed-groups";
 /// Attribute key: names of the client scopes the operator created (JSON array).
 pub const CLIENT_SCOPES: &str = "keycloak.wasmop.dev/managed-client-scopes";
+/// Attribute key: aliases of the identity providers the operator created
+/// (JSON array).
+pub const IDENTITY_PROVIDERS: &str = "keycloak.wasmop.dev/managed-identity-providers";
 
 /// Every bookkeeping key: changes to them are the operator's own, never
 /// drift to report.
-pub const ALL: [&str; 3] = [ROLES, GROUPS, CLIENT_SCOPES];
+pub const ALL: [&str; 4] = [ROLES, GROUPS, CLIENT_SCOPES, IDENTITY_PROVIDERS];
 
 /// Names of the sub-objects the operator created, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub struct Records {
     pub groups: BTreeSet<String>,
     /// Client scope names.
     pub client_scopes: BTreeSet<String>,
+    /// Identity provider aliases.
+    pub identity_providers: BTreeSet<String>,
 }
 
 /// The names one attribute records. An unreadable record counts as empty:
@@ -60,15 +65,17 @@ impl Records {
             roles: recorded(realm, ROLES),
             groups: recorded(realm, GROUPS),
             client_scopes: recorded(realm, CLIENT_SCOPES),
+            identity_providers: recorded(realm, IDENTITY_PROVIDERS),
         }
     }
 
     /// The attributes that hold this record.
-    pub fn attributes(&self) -> [(&'static str, String); 3] {
+    pub fn attributes(&self) -> [(&'static str, String); 4] {
         [
             (ROLES, value(&self.roles)),
             (GROUPS, value(&self.groups)),
             (CLIENT_SCOPES, value(&self.client_scopes)),
+            (IDENTITY_PROVIDERS, value(&self.identity_providers)),
         ]
     }
 }
@@ -89,6 +96,7 @@ mod tests {
             roles: ["a".to_owned(), "b.c".to_owned()].into(),
             groups: ["/eng".to_owned(), "/eng/backend".to_owned()].into(),
             client_scopes: ["orders".to_owned()].into(),
+            identity_providers: ["corp".to_owned()].into(),
         };
         let attributes: serde_json::Map<String, Value> = records
             .attributes()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready, wait_realm_refused};
+use keycloak_operator_e2e::resources::{KeycloakBed, delete, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -64,13 +64,7 @@ async fn flow_bindings_and_required_actions_are_set_reach_new_users_and_resyncs_
     realm_with_a_custom_flow(&bed.admin, &name).await?;
 
     // When the realm resource binds the flows and declares required actions
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_login()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_login()).await?;
 
     // Then Keycloak uses them
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
@@ -121,13 +115,7 @@ async fn required_actions_and_bindings_changed_in_keycloak_are_put_back_within_s
     let name = unique_name("logindrift");
     let _name_cleanup = TestRealm::cleanup(&name);
     realm_with_a_custom_flow(&bed.admin, &name).await?;
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_login()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_login()).await?;
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
     // (Past the window in which an admin event on a path the operator just
     // wrote is taken for its own)
@@ -194,7 +182,7 @@ async fn a_binding_to_a_missing_flow_or_an_unknown_required_action_is_reported_w
 
     // When a new realm binds its browser flow to a flow nobody made
     let spec = json!({"flowBindings": {"browser": "no-such-flow"}});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the realm is made with Keycloak's own flows, and is not Ready,
     // with the field and the flow named (not Keycloak's bare 500)
@@ -208,7 +196,7 @@ async fn a_binding_to_a_missing_flow_or_an_unknown_required_action_is_reported_w
 
     // When the binding is fixed but a required action is one Keycloak lacks
     let spec = json!({"flowBindings": {"browser": "browser"}, "requiredActions": [{"alias": "NO_SUCH_ACTION"}]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
     let message = wait_realm_refused(&bed.client, ns, "r", "RequiredActionNotFound").await?;
     assert!(
         message.contains("spec.requiredActions[0].alias") && message.contains("NO_SUCH_ACTION"),
@@ -218,7 +206,7 @@ async fn a_binding_to_a_missing_flow_or_an_unknown_required_action_is_reported_w
     // And once the spec names what Keycloak has, the realm is Ready
     let spec =
         json!({"flowBindings": {"browser": "browser"}, "requiredActions": [{"alias": "VERIFY_EMAIL", "priority": 1}]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
     eventually(
         "VERIFY_EMAIL to come first",
         Duration::from_secs(60),

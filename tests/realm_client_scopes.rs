@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use client_common::{client_credentials_grant, jwt_claims};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready, wait_realm_refused};
+use keycloak_operator_e2e::resources::{KeycloakBed, delete, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -121,13 +121,7 @@ async fn declared_client_scopes_and_the_realms_scope_lists_are_created_reach_tok
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // When a realm declares client scopes with mappers, and its scope lists
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_scopes()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_scopes()).await?;
 
     // Then Keycloak holds them as declared
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
@@ -224,13 +218,7 @@ async fn client_scopes_changed_in_keycloak_are_put_back_and_only_scopes_the_oper
         .await?;
     let mut spec = declared_scopes();
     spec["adoptExisting"] = json!(true);
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, spec.clone()),
-    )
-    .await?;
+    bed.apply_realm(&name, spec.clone()).await?;
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
 
     // (Past the window in which an admin event on a path the operator just
@@ -355,7 +343,7 @@ async fn client_scopes_changed_in_keycloak_are_put_back_and_only_scopes_the_oper
 
     // When the spec stops listing every scope but profile, and the lists
     let spec = json!({"adoptExisting": true, "clientScopes": [declared_scopes()["clientScopes"][2].clone()]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the operator's scopes go, even one still among the realm's
     // defaults; the hand-made scope and Keycloak's own stay
@@ -395,7 +383,7 @@ async fn a_scope_list_naming_a_missing_scope_is_reported_with_its_field_and_heal
     // When the realm's optional scopes name a scope that neither the spec
     // nor Keycloak has
     let spec = json!({"optionalClientScopes": ["email", "billing"]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the realm is not Ready, and the message names the field and the scope
     let message = wait_realm_refused(&bed.client, ns, "r", "ClientScopeNotFound").await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready, wait_realm_refused};
+use keycloak_operator_e2e::resources::{KeycloakBed, delete, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -100,13 +100,7 @@ async fn declared_groups_subgroups_mappings_and_default_groups_are_created_and_r
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // When a realm declares a tree of groups, their role mappings and default groups
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_groups()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_groups()).await?;
 
     // Then Keycloak holds them as declared
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
@@ -166,13 +160,7 @@ async fn groups_changed_in_keycloak_are_put_back_and_only_groups_the_operator_ma
         .as_array_mut()
         .context("groups")?
         .push(json!({"path": "/legacy/team", "attributes": {"managed": ["yes"]}}));
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, spec.clone()),
-    )
-    .await?;
+    bed.apply_realm(&name, spec.clone()).await?;
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
     assert!(
         group_in_keycloak(&bed.admin, &name, "/legacy/team").await?.is_some(),
@@ -280,7 +268,7 @@ async fn groups_changed_in_keycloak_are_put_back_and_only_groups_the_operator_ma
     spec["adoptExisting"] = json!(true);
     spec["groups"] = json!([spec["groups"][0].clone()]);
     spec["defaultGroups"] = json!(["/engineering"]);
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the operator's groups go, with their subgroups; an operator-made
     // group holding a hand-made subgroup stays, and so does the hand-made
@@ -323,7 +311,7 @@ async fn a_group_below_a_missing_parent_or_mapping_a_missing_role_is_reported_wi
 
     // When a group's parent is neither declared nor in Keycloak
     let spec = json!({"groups": [{"path": "/ops/oncall", "roles": {"realmRoles": ["pager"]}}]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the realm is not Ready, and the message names the field and the parent
     let message = wait_realm_refused(&bed.client, ns, "r", "GroupNotFound").await?;

@@ -9,9 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{
-    KeycloakBed, apply, delete, kind, realm, realm_kind, wait_ready, wait_realm_refused,
-};
+use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, kind, realm_kind, wait_ready, wait_realm_refused};
 use keycloak_operator_e2e::testbed::{KeycloakAdmin, TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -87,13 +85,7 @@ async fn providers_are_created_with_their_secret_which_is_sent_again_only_when_t
     // When the realm declares two providers
     let mut spec = declared_providers();
     spec["adoptExisting"] = json!(true);
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, spec.clone()),
-    )
-    .await?;
+    bed.apply_realm(&name, spec.clone()).await?;
 
     // Then Keycloak holds them, the secret set (and masked) and fingerprinted
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
@@ -180,7 +172,7 @@ async fn providers_are_created_with_their_secret_which_is_sent_again_only_when_t
     let mut spec = declared_providers();
     spec["adoptExisting"] = json!(true);
     spec["identityProviders"] = json!([spec["identityProviders"][0].clone()]);
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the operator's GitHub provider goes; the hand-made one stays
     eventually(
@@ -212,13 +204,7 @@ async fn a_provider_whose_secret_is_missing_is_reported_with_its_field_and_made_
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // When a provider's secret names a Secret that does not exist
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_providers()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_providers()).await?;
 
     // Then the realm is not Ready, the field is named, and no provider is made
     let message = wait_realm_refused(&bed.client, ns, "r", "SecretNotFound").await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keycloak_operator_e2e::bench::RealmResyncs;
 use keycloak_operator_e2e::operator::{Operator, OperatorOptions};
-use keycloak_operator_e2e::resources::{KeycloakBed, apply, delete, realm, realm_kind, wait_ready};
+use keycloak_operator_e2e::resources::{KeycloakBed, delete, realm_kind, wait_ready};
 use keycloak_operator_e2e::testbed::{TestRealm, eventually, unique_name};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -37,7 +37,7 @@ async fn declared_policies_are_what_keycloak_enforces_drift_is_reverted_and_resy
         "themes": {"email": "keycloak"},
         "browserSecurityHeaders": {"xFrameOptions": "DENY"},
     }});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then Keycloak holds them
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;

@@ -99,13 +99,7 @@ async fn declared_roles_composites_and_default_roles_are_created_and_resyncs_onl
     let _name_cleanup = TestRealm::cleanup(&name);
 
     // When a realm declares roles, a composite one and its default roles
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_roles()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_roles()).await?;
 
     // Then Keycloak holds them as declared
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
@@ -163,13 +157,7 @@ async fn roles_changed_in_keycloak_are_put_back_and_only_roles_the_operator_made
     let _operator = Operator::start(&OperatorOptions::drift_watched(&[ns])).await?;
     let name = unique_name("roledrift");
     let _name_cleanup = TestRealm::cleanup(&name);
-    apply(
-        &bed.client,
-        &realm_kind(),
-        ns,
-        realm("r", &name, "sso", None, declared_roles()),
-    )
-    .await?;
+    bed.apply_realm(&name, declared_roles()).await?;
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
 
     // Given a role made by hand, which the spec then lists too
@@ -186,7 +174,7 @@ async fn roles_changed_in_keycloak_are_put_back_and_only_roles_the_operator_made
         .as_array_mut()
         .context("roles")?
         .push(json!({"name": "legacy"}));
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
     wait_ready(&bed.client, &realm_kind(), ns, "r").await?;
 
     // (Past the window in which an admin event on a path the operator just
@@ -322,7 +310,7 @@ async fn a_composite_naming_a_missing_role_is_reported_with_its_field_and_heals_
 
     // When a composite names a realm role that does not exist
     let spec = json!({"roles": [{"name": "editor", "composites": {"realmRoles": ["not-yet"]}}]});
-    apply(&bed.client, &realm_kind(), ns, realm("r", &name, "sso", None, spec)).await?;
+    bed.apply_realm(&name, spec).await?;
 
     // Then the realm is not Ready, and the message names the field and the role
     let object = wait_condition(

@@ -453,6 +453,19 @@ pub struct KeycloakBed {
 }
 
 impl KeycloakBed {
+    /// Applies the story's `KeycloakRealm` `r`, for realm `realm_name` on
+    /// `sso`, with `spec` besides those two fields.
+    pub async fn apply_realm(&self, realm_name: &str, spec: Value) -> Result<()> {
+        apply(
+            &self.client,
+            &realm_kind(),
+            self.ns.name(),
+            realm("r", realm_name, "sso", None, spec),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// A new namespace named after `prefix`, with its `Keycloak` `sso`.
     pub async fn given(prefix: &str) -> Result<Self> {
         let client = crate::testbed::kube_client().await?;
